@@ -1,0 +1,10 @@
+//! tfc: compiles `.tfm` transformer specs to ONNX.
+//!
+//! The pipeline, one module per stage (see `docs/ARCHITECTURE.md`):
+//! `front` (source → [`model::Model`]) → `lower` (model → [`ir::Graph`]) →
+//! `passes` (graph → graph) → `emit` (graph → ONNX).
+#![warn(missing_docs)]
+
+pub mod front;
+pub mod ir;
+pub mod model;

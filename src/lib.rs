@@ -8,3 +8,4 @@
 pub mod front;
 pub mod ir;
 pub mod model;
+pub mod runtime;

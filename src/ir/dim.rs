@@ -116,6 +116,19 @@ impl Dim {
         (other.scale(k) == *self).then(|| Dim::c(k))
     }
 
+    /// The value under an assignment of the symbols; `None` if a symbol is unassigned.
+    pub fn eval(&self, env: &dyn Fn(&str) -> Option<i64>) -> Option<i64> {
+        let mut total: i64 = 0;
+        for (mono, coef) in &self.terms {
+            let mut term = *coef;
+            for s in mono {
+                term = term.checked_mul(env(s)?)?;
+            }
+            total = total.checked_add(term)?;
+        }
+        Some(total)
+    }
+
     /// Whether the dimension is a positive constant or contains a symbol.
     pub fn is_symbolic(&self) -> bool {
         self.as_const().is_none()

@@ -17,7 +17,7 @@ pub use dtype::DType;
 pub use graph::{Edge, Graph, Node, TensorType, Value};
 pub use infer::{broadcast, infer};
 pub use op::{Init, Op, ReshapeDim, TensorData};
-pub use print::{histogram, print};
+pub use print::{histogram, print, to_dot};
 pub use verify::verify;
 
 /// Errors from building or checking a graph. These indicate a compiler bug or

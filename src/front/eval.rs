@@ -228,7 +228,11 @@ impl<'a> Evaluator<'a> {
                     return Err(Reported);
                 }
                 let val = self.call(func, &vals, span)?;
-                let inexact = vals.iter().find_map(|v| v.inexact.clone());
+                let rounds = matches!(func.name.as_str(), "floor" | "ceil" | "round");
+                let inexact = match rounds {
+                    true => None,
+                    false => vals.iter().find_map(|v| v.inexact.clone()),
+                };
                 Ok(Evaluated { val, span, inexact })
             }
         }
@@ -350,7 +354,7 @@ impl<'a> Evaluator<'a> {
     }
 
     fn call(&mut self, func: &Ident, args: &[Evaluated], span: Span) -> Result<Val, Reported> {
-        const FUNCTIONS: [&str; 3] = ["sqrt", "min", "max"];
+        const FUNCTIONS: [&str; 6] = ["sqrt", "min", "max", "floor", "ceil", "round"];
         let name = func.name.as_str();
         if !FUNCTIONS.contains(&name) {
             let msg = format!("unknown function `{name}`");
@@ -374,6 +378,18 @@ impl<'a> Evaluator<'a> {
                     return Err(self.report(d));
                 }
                 self.finite(v.sqrt(), span)
+            }
+            ("floor" | "ceil" | "round", [x]) => {
+                let v = to_f64(&x.val);
+                let r = match name {
+                    "floor" => v.floor(),
+                    "ceil" => v.ceil(),
+                    _ => v.round(),
+                };
+                if r.abs() >= 9.2e18 {
+                    return Err(self.overflow(span));
+                }
+                Ok(Val::Int(r as i64))
             }
             ("min" | "max", [_, _, ..]) => {
                 let all_int = args.iter().all(|a| matches!(a.val, Val::Int(_)));
@@ -402,7 +418,7 @@ impl<'a> Evaluator<'a> {
                 Ok(Val::Float(args.iter().fold(start, fold)))
             }
             _ => {
-                let wanted = if name == "sqrt" {
+                let wanted = if name != "min" && name != "max" {
                     "one argument"
                 } else {
                     "two or more arguments"

@@ -5,7 +5,9 @@
 //! `passes` (graph → graph) → `emit` (graph → ONNX).
 #![warn(missing_docs)]
 
+pub mod emit;
 pub mod front;
 pub mod ir;
 pub mod model;
 pub mod runtime;
+pub mod weights;

@@ -1,0 +1,239 @@
+//! The op table: how each IR [`Op`] becomes ONNX nodes.
+//!
+//! Everything that depends on the opset lives in [`emit_op`], one match
+//! arm per op. Values that the IR keeps as attributes but ONNX wants as
+//! inputs (reshape targets, slice bounds, `Unsqueeze`/`Squeeze`/`ReduceSum`
+//! axes, the `CumSum` axis) become i64 initializers named after the node.
+//! `ReduceMean`/`ReduceMax` take `axes` as an attribute below opset 18 and
+//! as an input from 18 on. An op outside the standard domain (a future fused
+//! op mapped to `com.microsoft`) calls [`NodeCx::node_in`], which records
+//! the domain so the model imports it.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use super::convert::{Names, Tensor};
+use super::onnx_proto::{attribute_proto::AttributeType, AttributeProto, NodeProto};
+use super::EmitError;
+use crate::ir::{Op, ReshapeDim, TensorData};
+
+/// Everything one IR node's conversion reads and appends to.
+pub(crate) struct NodeCx<'a> {
+    /// IR node name, used as the ONNX node name.
+    pub name: &'a str,
+    /// Value names of the node's inputs, in slot order.
+    pub inputs: Vec<String>,
+    /// Value names of the node's outputs.
+    pub outputs: Vec<String>,
+    /// Opset of the standard domain.
+    pub opset: i64,
+    /// The graph's nodes.
+    pub nodes: &'a mut Vec<NodeProto>,
+    /// The graph's initializers.
+    pub tensors: &'a mut Vec<Tensor>,
+    /// Value names in use.
+    pub names: &'a mut Names,
+    /// Non-standard domains used.
+    pub domains: &'a mut BTreeSet<String>,
+}
+
+impl NodeCx<'_> {
+    /// Appends a standard-domain node named after the IR node, reading the
+    /// given inputs and writing the IR node's outputs.
+    fn node(&mut self, op_type: &str, inputs: Vec<String>, attrs: Vec<AttributeProto>) {
+        self.node_in("", op_type, inputs, attrs);
+    }
+
+    /// Appends a node in `domain` (`""` is the standard domain).
+    pub fn node_in(
+        &mut self,
+        domain: &str,
+        op_type: &str,
+        inputs: Vec<String>,
+        attrs: Vec<AttributeProto>,
+    ) {
+        if !domain.is_empty() {
+            self.domains.insert(domain.to_string());
+        }
+        self.nodes.push(NodeProto {
+            input: inputs,
+            output: self.outputs.clone(),
+            name: Some(self.name.to_string()),
+            op_type: Some(op_type.to_string()),
+            domain: (!domain.is_empty()).then(|| domain.to_string()),
+            attribute: attrs,
+            ..NodeProto::default()
+        });
+    }
+
+    /// The node's inputs, in slot order.
+    fn ins(&self) -> Vec<String> {
+        self.inputs.clone()
+    }
+
+    /// The node's inputs followed by `extra`.
+    fn ins_and(&self, extra: &[String]) -> Vec<String> {
+        self.inputs.iter().chain(extra).cloned().collect()
+    }
+
+    /// Adds an i64 initializer `{node}_{suffix}`; a scalar when `scalar`,
+    /// otherwise 1-D. Returns its name.
+    fn const_i64(
+        &mut self,
+        suffix: &str,
+        values: &[i64],
+        scalar: bool,
+    ) -> Result<String, EmitError> {
+        let name = self.names.unique(&format!("{}_{suffix}", self.name));
+        let shape = if scalar {
+            vec![]
+        } else {
+            vec![values.len() as u64]
+        };
+        let data = Arc::new(TensorData::i64(shape, values));
+        self.tensors.push(Tensor::constant(name.clone(), data)?);
+        Ok(name)
+    }
+}
+
+/// An integer attribute.
+fn int(name: &str, i: i64) -> AttributeProto {
+    AttributeProto {
+        name: Some(name.into()),
+        r#type: Some(AttributeType::Int as i32),
+        i: Some(i),
+        ..AttributeProto::default()
+    }
+}
+
+/// An integer-list attribute.
+fn ints(name: &str, v: &[i64]) -> AttributeProto {
+    AttributeProto {
+        name: Some(name.into()),
+        r#type: Some(AttributeType::Ints as i32),
+        ints: v.to_vec(),
+        ..AttributeProto::default()
+    }
+}
+
+/// A float attribute.
+fn float(name: &str, f: f32) -> AttributeProto {
+    AttributeProto {
+        name: Some(name.into()),
+        r#type: Some(AttributeType::Float as i32),
+        f: Some(f),
+        ..AttributeProto::default()
+    }
+}
+
+/// Emits the ONNX form of one non-source IR node.
+pub(crate) fn emit_op(op: &Op, cx: &mut NodeCx) -> Result<(), EmitError> {
+    match op {
+        // Sources are graph inputs and initializers, not nodes.
+        Op::Input { .. } | Op::Weight { .. } | Op::Constant(_) => {}
+
+        // Same name, same inputs, no attributes.
+        Op::Add
+        | Op::Sub
+        | Op::Mul
+        | Op::Div
+        | Op::Pow
+        | Op::Max
+        | Op::Min
+        | Op::Equal
+        | Op::Less
+        | Op::LessOrEqual
+        | Op::Greater
+        | Op::And
+        | Op::Where
+        | Op::Neg
+        | Op::Sqrt
+        | Op::Reciprocal
+        | Op::Tanh
+        | Op::Erf
+        | Op::Sin
+        | Op::Cos
+        | Op::Relu
+        | Op::Sigmoid
+        | Op::Exp
+        | Op::Log
+        | Op::Abs
+        | Op::Not
+        | Op::MatMul
+        | Op::Range
+        | Op::Expand => cx.node(op.name(), cx.ins(), vec![]),
+
+        Op::Cast { to } => cx.node("Cast", cx.ins(), vec![int("to", to.onnx_code() as i64)]),
+        Op::Softmax { axis } => cx.node("Softmax", cx.ins(), vec![int("axis", *axis)]),
+        Op::Gather { axis } => cx.node("Gather", cx.ins(), vec![int("axis", *axis)]),
+        Op::Concat { axis } => cx.node("Concat", cx.ins(), vec![int("axis", *axis)]),
+        Op::Transpose { perm } => cx.node("Transpose", cx.ins(), vec![ints("perm", perm)]),
+        Op::LayerNorm { eps } => {
+            let attrs = vec![int("axis", -1), float("epsilon", *eps)];
+            cx.node("LayerNormalization", cx.ins(), attrs);
+        }
+        Op::Shape { start, end } => {
+            let mut attrs = Vec::new();
+            if *start != 0 {
+                attrs.push(int("start", *start));
+            }
+            if let Some(end) = end {
+                attrs.push(int("end", *end));
+            }
+            cx.node("Shape", cx.ins(), attrs);
+        }
+
+        // An empty axis list means "no axis" in the IR; ONNX would reduce or
+        // squeeze every axis, or reject it, so these are Identities.
+        Op::ReduceMean { axes, .. }
+        | Op::ReduceSum { axes, .. }
+        | Op::ReduceMax { axes, .. }
+        | Op::Unsqueeze { axes }
+        | Op::Squeeze { axes }
+            if axes.is_empty() =>
+        {
+            cx.node("Identity", cx.ins(), vec![])
+        }
+        Op::ReduceSum { axes, keepdims } => {
+            let axes = cx.const_i64("axes", axes, false)?;
+            let attrs = vec![int("keepdims", i64::from(*keepdims))];
+            cx.node("ReduceSum", cx.ins_and(&[axes]), attrs);
+        }
+        Op::ReduceMean { axes, keepdims } | Op::ReduceMax { axes, keepdims } => {
+            let keep = int("keepdims", i64::from(*keepdims));
+            if cx.opset >= 18 {
+                let axes = cx.const_i64("axes", axes, false)?;
+                cx.node(op.name(), cx.ins_and(&[axes]), vec![keep]);
+            } else {
+                cx.node(op.name(), cx.ins(), vec![ints("axes", axes), keep]);
+            }
+        }
+        Op::CumSum { axis } => {
+            let axis = cx.const_i64("axis", &[*axis], true)?;
+            cx.node("CumSum", cx.ins_and(&[axis]), vec![]);
+        }
+        Op::Reshape { shape } => {
+            let target: Vec<i64> = shape
+                .iter()
+                .map(|d| match d {
+                    ReshapeDim::Copy => 0,
+                    ReshapeDim::Infer => -1,
+                    ReshapeDim::Fixed(n) => *n,
+                })
+                .collect();
+            let shape = cx.const_i64("shape", &target, false)?;
+            cx.node("Reshape", cx.ins_and(&[shape]), vec![]);
+        }
+        Op::Unsqueeze { axes } | Op::Squeeze { axes } => {
+            let axes = cx.const_i64("axes", axes, false)?;
+            cx.node(op.name(), cx.ins_and(&[axes]), vec![]);
+        }
+        Op::Slice { axes, starts, ends } => {
+            let starts = cx.const_i64("starts", starts, false)?;
+            let ends = cx.const_i64("ends", ends, false)?;
+            let axes = cx.const_i64("axes", axes, false)?;
+            cx.node("Slice", cx.ins_and(&[starts, ends, axes]), vec![]);
+        }
+    }
+    Ok(())
+}

@@ -290,3 +290,35 @@ fn examples_values() {
     );
     assert_eq!(expr.embeddings.scale, Some(0.125));
 }
+
+#[test]
+fn one_line_blocks_and_brief_forms_parse() {
+    let text = r#"
+model llama_like {
+  vocab_size = 1000, hidden_size = 64, tie_word_embeddings = true
+  embeddings { position = rotary { theta = 500000 } }
+  decoder { layers = 2  attention { heads = 8, kv_heads = 2, bias = false }  feed_forward { intermediate_size = 128, activation = swiglu, bias = false }  norm = rms_norm { eps = 1e-5, position = pre }  final_norm = true }
+  heads { logits = language_model }
+}
+"#;
+    let mut sources = SourceMap::new();
+    let m = front::load_model_str("brief.tfm", text, None, &mut sources)
+        .unwrap_or_else(|d| panic!("{}", front::render(&d, &sources, false)));
+    let dec = m.decoder.expect("decoder");
+    assert_eq!((dec.attention.kv_heads, dec.attention.head_dim), (2, 8));
+    assert_eq!(
+        dec.final_norm,
+        Some(Norm {
+            kind: NormKind::RmsNorm,
+            eps: 1e-5
+        })
+    );
+}
+
+#[test]
+fn a_model_can_be_picked_from_an_included_file() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/02-derive-and-include.tfm");
+    let mut sources = SourceMap::new();
+    let m = front::load_model(&path, Some("tiny_encoder"), &mut sources).expect("loads");
+    assert_eq!(m.hidden_size, 64);
+}

@@ -242,11 +242,14 @@ impl<'s> Loader<'s> {
                 let id = self.sources.add(display, text);
                 self.top = id;
                 self.sources.by_path.insert(canonical.clone(), id);
-                let dir = canonical
-                    .parent()
-                    .map(Path::to_path_buf)
-                    .unwrap_or_default();
-                self.load_text(id, &dir, 0, Some(canonical))
+                let dirs = Dirs {
+                    real: canonical
+                        .parent()
+                        .map(Path::to_path_buf)
+                        .unwrap_or_default(),
+                    shown: path.parent().map(Path::to_path_buf).unwrap_or_default(),
+                };
+                self.load_text(id, &dirs, 0, Some(canonical))
             }
             (_, Err(e)) | (Err(e), _) => {
                 let id = self.sources.add(display.clone(), String::new());
@@ -266,7 +269,11 @@ impl<'s> Loader<'s> {
         let id = self.sources.add(name, text);
         self.top = id;
         let dir = std::env::current_dir().unwrap_or_default();
-        self.load_text(id, &dir, 0, None)
+        let dirs = Dirs {
+            real: dir,
+            shown: PathBuf::new(),
+        };
+        self.load_text(id, &dirs, 0, None)
     }
 
     /// Loads an included file; returns its id, or `None` after reporting.
@@ -274,20 +281,21 @@ impl<'s> Loader<'s> {
         &mut self,
         written: &str,
         span: Span,
-        dir: &Path,
+        dirs: &Dirs,
         depth: usize,
     ) -> Option<FileId> {
-        let path = dir.join(written);
+        let path = dirs.real.join(written);
+        let shown = dirs.shown.join(written);
         let fail = |msg: String, label: &str, help: String| {
             Diagnostic::error(codes::FILE_NOT_FOUND, msg, span, label).with_help(help)
         };
         let canonical = match std::fs::canonicalize(&path) {
             Ok(c) => c,
-            Err(e) => {
+            Err(_) => {
                 let msg = format!("cannot find included file `{written}`");
                 let help = format!(
-                    "looked for `{}` ({e}); include paths are relative to the including file",
-                    path.display()
+                    "looked for `{}`; include paths are relative to the including file",
+                    shown.display()
                 );
                 self.diags.push(fail(msg, "not found", help));
                 return None;
@@ -295,8 +303,9 @@ impl<'s> Loader<'s> {
         };
         if let Some(pos) = self.stack.iter().position(|(p, _)| *p == canonical) {
             let mut names: Vec<&str> = self.stack[pos..].iter().map(|(_, n)| n.as_str()).collect();
+            let again = names[0];
             names.push(written);
-            let msg = format!("`{written}` includes itself");
+            let msg = format!("include cycle: `{again}` includes itself");
             let help = format!(
                 "the include chain is `{}`; remove one of these includes",
                 names.join("` → `")
@@ -324,13 +333,16 @@ impl<'s> Loader<'s> {
                 return None;
             }
         };
-        let id = self.sources.add(path.display().to_string(), text);
+        let id = self.sources.add(shown.display().to_string(), text);
         self.sources.by_path.insert(canonical.clone(), id);
-        let child_dir = canonical
-            .parent()
-            .map(Path::to_path_buf)
-            .unwrap_or_default();
-        self.load_text(id, &child_dir, depth + 1, Some(canonical));
+        let child = Dirs {
+            real: canonical
+                .parent()
+                .map(Path::to_path_buf)
+                .unwrap_or_default(),
+            shown: shown.parent().map(Path::to_path_buf).unwrap_or_default(),
+        };
+        self.load_text(id, &child, depth + 1, Some(canonical));
         Some(id)
     }
 
@@ -339,7 +351,7 @@ impl<'s> Loader<'s> {
     fn load_text(
         &mut self,
         id: FileId,
-        dir: &Path,
+        dir: &Dirs,
         depth: usize,
         canonical: Option<PathBuf>,
     ) -> Vec<String> {
@@ -472,6 +484,12 @@ impl<'s> Loader<'s> {
         let built = self.build(chosen.into_iter().collect())?;
         built.into_iter().next().ok_or_else(Vec::new)
     }
+}
+
+/// The folder of a file, as found on disk and as shown in diagnostics.
+struct Dirs {
+    real: PathBuf,
+    shown: PathBuf,
 }
 
 /// Removes repeated diagnostics (a base model's error seen through several

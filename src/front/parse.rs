@@ -129,7 +129,12 @@ fn syntax_error(file: FileId, text: &str, err: &pest::error::Error<Rule>) -> Dia
     } else {
         format!("expected {wanted}")
     };
-    Diagnostic::error(codes::SYNTAX, message, span, label).with_help(syntax_help(&expected))
+    let keyword = super::diag::suggest(&found.replace('`', ""), ["model", "let", "include"]);
+    let help = match keyword {
+        Some(k) if expected.contains(&"`model`") => format!("did you mean `{k}`?"),
+        _ => syntax_help(&expected),
+    };
+    Diagnostic::error(codes::SYNTAX, message, span, label).with_help(help)
 }
 
 fn describe(rule: Rule) -> &'static str {
@@ -138,14 +143,15 @@ fn describe(rule: Rule) -> &'static str {
         Rule::let_item | Rule::kw_let => "`let`",
         Rule::model | Rule::kw_model => "`model`",
         Rule::EOI => "end of file",
-        Rule::entry => "a key",
+        Rule::entry | Rule::key => "a key",
         Rule::block | Rule::lbrace => "`{`",
         Rule::rbrace => "`}`",
         Rule::rparen => "`)`",
         Rule::eq => "`=`",
         Rule::string | Rule::str_inner => "a string",
         Rule::pow | Rule::add | Rule::sub | Rule::mul | Rule::div | Rule::rem => "an operator",
-        Rule::base | Rule::name | Rule::ident => "a name",
+        Rule::base | Rule::name => "a name",
+        Rule::variant_name | Rule::ident => "a value",
         _ => "a value",
     }
 }

@@ -35,6 +35,10 @@ pub struct Reader<'b> {
     pub path: String,
     /// Where to point when a required key is missing.
     pub anchor: Span,
+    /// The keys this block may hold.
+    known: Vec<&'static str>,
+    /// The variant whose options this block holds, if it does.
+    variant: Option<&'static str>,
 }
 
 impl<'b> Reader<'b> {
@@ -44,12 +48,14 @@ impl<'b> Reader<'b> {
         block: &'b Block,
         path: &str,
         anchor: Span,
-        known: &[&str],
+        known: &[&'static str],
     ) -> Self {
         let r = Reader {
             chain: vec![block],
             path: path.to_string(),
             anchor,
+            known: known.to_vec(),
+            variant: None,
         };
         r.check_keys(ev, known);
         r
@@ -62,7 +68,7 @@ impl<'b> Reader<'b> {
         block: &'b Block,
         name: &str,
         anchor: Span,
-        known: &[&str],
+        known: &[&'static str],
     ) -> Reader<'b> {
         let mut chain = self.chain.clone();
         chain.push(block);
@@ -70,6 +76,44 @@ impl<'b> Reader<'b> {
             chain,
             path: format!("{}.{name}", self.path),
             anchor,
+            known: known.to_vec(),
+            variant: None,
+        };
+        r.check_keys(ev, known);
+        r
+    }
+
+    /// A reader of a nested block whose keys are names the user chooses
+    /// (the heads); no key is unknown there.
+    pub fn child_open(&self, block: &'b Block, name: &str, anchor: Span) -> Reader<'b> {
+        let mut chain = self.chain.clone();
+        chain.push(block);
+        Reader {
+            chain,
+            path: format!("{}.{name}", self.path),
+            anchor,
+            known: Vec::new(),
+            variant: None,
+        }
+    }
+
+    /// A reader of the options of a chosen variant (an empty block when none
+    /// were written); reports keys not in `known`.
+    pub fn options(
+        &self,
+        ev: &mut Evaluator<'_>,
+        choice: &Choice<'b>,
+        key: &str,
+        known: &[&'static str],
+    ) -> Reader<'b> {
+        let mut chain = self.chain.clone();
+        chain.push(choice.options.unwrap_or(&EMPTY_BLOCK));
+        let r = Reader {
+            chain,
+            path: format!("{}.{key}", self.path),
+            anchor: choice.span,
+            known: known.to_vec(),
+            variant: Some(choice.name),
         };
         r.check_keys(ev, known);
         r
@@ -80,21 +124,31 @@ impl<'b> Reader<'b> {
         self.chain[self.chain.len() - 1]
     }
 
-    fn check_keys(&self, ev: &mut Evaluator<'_>, known: &[&str]) {
+    fn check_keys(&self, ev: &mut Evaluator<'_>, known: &[&'static str]) {
         for entry in &self.block().entries {
             let key = entry.key.name.as_str();
             if known.contains(&key) {
                 continue;
             }
-            let msg = format!("unknown key `{key}` in `{}`", self.path);
+            let (msg, what, label) = match self.variant {
+                Some(v) => (
+                    format!("unknown option `{key}` of `{v}` in `{}`", self.path),
+                    format!("`{v}`"),
+                    "unknown option",
+                ),
+                None => (
+                    format!("unknown key `{key}` in `{}`", self.path),
+                    format!("`{}`", self.path),
+                    "unknown key",
+                ),
+            };
             let help = match super::diag::suggest(key, known.iter().copied()) {
                 Some(s) => format!("did you mean `{s}`?"),
-                None if known.is_empty() => format!("`{}` takes no options", self.path),
-                None => format!("the keys of `{}` are {}", self.path, list(known)),
+                None if known.is_empty() => format!("{what} takes no options"),
+                None => format!("the keys of {what} are {}", list(known)),
             };
             ev.report(
-                Diagnostic::error(codes::UNKNOWN_KEY, msg, entry.key.span, "unknown key")
-                    .with_help(help),
+                Diagnostic::error(codes::UNKNOWN_KEY, msg, entry.key.span, label).with_help(help),
             );
         }
     }
@@ -111,6 +165,15 @@ impl<'b> Reader<'b> {
 
     /// Reports a missing required key.
     pub fn missing(&self, ev: &mut Evaluator<'_>, key: &str, hint: &str) -> Reported {
+        // A misspelt key was reported as unknown, with this key as suggestion.
+        let misspelt = self.block().entries.iter().any(|e| {
+            let k = e.key.name.as_str();
+            !self.known.contains(&k)
+                && super::diag::suggest(k, self.known.iter().copied()) == Some(key)
+        });
+        if misspelt {
+            return Reported;
+        }
         let msg = format!("missing `{key}` in `{}`", self.path);
         let label = format!("`{}` needs `{key}`", self.path);
         let help = if hint.is_empty() {

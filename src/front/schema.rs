@@ -493,7 +493,7 @@ fn read_norm(
         (_, true) => &["eps", "position"],
         (_, false) => &["eps"],
     };
-    let o = r.child(ev, c.options.unwrap_or(&EMPTY_BLOCK), c.name, c.span, known);
+    let o = r.options(ev, &c, key, known);
     let (kind, default_eps) = match c.name {
         "layer_norm" => (NormKind::LayerNorm, 1e-5),
         "rms_norm" => (NormKind::RmsNorm, 1e-6),
@@ -533,7 +533,7 @@ fn read_position(
         "relative_bias" => &["num_buckets", "max_distance"],
         _ => &[],
     };
-    let o = r.child(ev, c.options.unwrap_or(&EMPTY_BLOCK), c.name, c.span, known);
+    let o = r.options(ev, &c, "position", known);
     match c.name {
         "learned" => {
             let max = o.size(ev, "max_position_embeddings", None, MAX_SIZE);
@@ -653,8 +653,7 @@ fn read_heads(
         }]);
     };
     let span = key_span(m, "heads");
-    let names: Vec<&str> = block.entries.iter().map(|e| e.key.name.as_str()).collect();
-    let h = m.child(ev, block, "heads", span, &names);
+    let h = m.child_open(block, "heads", span);
     if block.entries.is_empty() {
         let d = Diagnostic::error(codes::MISSING_KEY, "`heads` names no head", span, "empty")
             .with_help("add a head such as `logits = language_model`, or remove the block to get the hidden states");
@@ -685,7 +684,7 @@ fn read_head(ev: &mut Evaluator<'_>, h: &Reader<'_>, key: &Ident) -> Result<Head
         "language_model" => &["bias", "scale"],
         _ => &[],
     };
-    let o = h.child(ev, c.options.unwrap_or(&EMPTY_BLOCK), c.name, c.span, known);
+    let o = h.options(ev, &c, &key.name, known);
     let kind = match c.name {
         "hidden" => HeadKind::Hidden,
         "embedding" => {

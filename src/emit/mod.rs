@@ -19,6 +19,7 @@ mod convert;
 mod model;
 pub mod onnx_proto;
 mod ops;
+mod payload;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -74,6 +75,9 @@ pub struct EmitOptions {
     pub producer_version: String,
     /// Optional `ModelProto.doc_string`.
     pub doc_string: Option<String>,
+    /// Weight generator threads; 0 uses every available core. The output
+    /// is the same for any number.
+    pub threads: usize,
 }
 
 impl Default for EmitOptions {
@@ -85,6 +89,7 @@ impl Default for EmitOptions {
             external_data: ExternalData::Auto,
             producer_version: env!("CARGO_PKG_VERSION").to_string(),
             doc_string: None,
+            threads: 0,
         }
     }
 }

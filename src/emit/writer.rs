@@ -25,6 +25,7 @@ use tempfile::NamedTempFile;
 
 use super::convert::{Lowered, Tensor, TensorKind};
 use super::onnx_proto::{tensor_proto::DataLocation, ModelProto, StringStringEntryProto};
+use super::payload::{self, Piece};
 use super::{EmitError, EmitOptions, EmitReport, ExternalData};
 
 /// The largest message protobuf implementations accept (2 GiB − 1).
@@ -198,28 +199,11 @@ impl Pending {
         })
     }
 
-    fn write(&mut self, bytes: &[u8]) -> Result<(), EmitError> {
-        self.file
-            .write_all(bytes)
-            .map_err(|e| io_err(&self.target, e))
-    }
-
-    /// Pads with zeros up to `offset`.
-    fn pad_to(&mut self, offset: u64) -> Result<(), EmitError> {
-        let gap = offset.saturating_sub(self.file.count) as usize;
-        self.write(&vec![0; gap])
-    }
-
-    /// Streams a tensor's payload, checking its size.
-    fn tensor(&mut self, t: &Tensor, seed: u64) -> Result<(), EmitError> {
-        let start = self.file.count;
-        t.write_bytes(seed, &mut self.file)?;
-        let written = self.file.count - start;
-        if written != t.bytes {
-            let msg = format!("`{}` produced {written} bytes, not {}", t.name, t.bytes);
-            return Err(io_err(&self.target, io::Error::other(msg)));
-        }
-        Ok(())
+    /// Writes `pieces` with up to `threads` generator threads.
+    fn pieces(&mut self, pieces: &[Piece], seed: u64, threads: usize) -> Result<(), EmitError> {
+        let target = &self.target;
+        let io = |e| io_err(target, e);
+        payload::write_pieces(pieces, seed, threads, &mut self.file, io)
     }
 
     /// Flushes and returns the finished temporary file and its size.
@@ -292,39 +276,53 @@ pub(crate) fn write(
             .iter()
             .any(|e| !matches!(e.placement, Placement::Inline));
 
-    // The data file.
+    let threads = match opts.threads {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    };
+
+    // The data file: payloads at their aligned offsets.
     let data = if external {
-        let mut f = Pending::create(&dir, &data_path)?;
+        let mut pieces = Vec::new();
+        let mut end = 0;
         for e in &entries {
             if let Placement::External { offset } = e.placement {
-                f.pad_to(offset)?;
-                f.tensor(e.tensor, opts.seed)?;
+                pieces.push(Piece::Bytes(vec![0; (offset - end) as usize]));
+                pieces.push(Piece::Payload(e.tensor));
+                end = offset + e.tensor.bytes;
             }
         }
-        f.pad_to(data_len)?;
-        Some(f.finish()?)
+        let mut f = Pending::create(&dir, &data_path)?;
+        f.pieces(&pieces, opts.seed, threads)?;
+        let (tmp, n, target) = f.finish()?;
+        if n != data_len {
+            let msg = format!("wrote {n} bytes, planned {data_len}");
+            return Err(io_err(&target, io::Error::other(msg)));
+        }
+        Some((tmp, n, target))
     } else {
         None
     };
 
     // The model file: shell, graph header, graph fields, initializers.
-    let mut f = Pending::create(&dir, out)?;
     let mut head = shell_bytes;
     put_len_field(&mut head, MODEL_GRAPH, graph_len);
     head.extend_from_slice(&graph_bytes);
-    f.write(&head)?;
+    let mut pieces = vec![Piece::Bytes(head)];
     for e in &entries {
         let mut buf = Vec::with_capacity(e.meta.len() + 24);
         put_len_field(&mut buf, GRAPH_INITIALIZER, e.message_len());
         buf.extend_from_slice(&e.meta);
         if let Placement::Inline = e.placement {
             put_len_field(&mut buf, TENSOR_RAW_DATA, e.tensor.bytes);
-            f.write(&buf)?;
-            f.tensor(e.tensor, opts.seed)?;
+            pieces.push(Piece::Bytes(buf));
+            pieces.push(Piece::Payload(e.tensor));
         } else {
-            f.write(&buf)?;
+            pieces.push(Piece::Bytes(buf));
         }
     }
+    let mut f = Pending::create(&dir, out)?;
+    f.pieces(&pieces, opts.seed, threads)?;
     let (model_tmp, model_bytes, _) = f.finish()?;
     if model_bytes != model_len {
         let msg = format!("wrote {model_bytes} bytes, planned {model_len}");

@@ -321,4 +321,44 @@ fn a_model_can_be_picked_from_an_included_file() {
     let mut sources = SourceMap::new();
     let m = front::load_model(&path, Some("tiny_encoder"), &mut sources).expect("loads");
     assert_eq!(m.hidden_size, 64);
+    // A second load into the same source map reads the includes again.
+    let again = front::load(&path, &mut sources).expect("loads again");
+    assert_eq!(again.len(), 3);
+}
+
+/// The value of `vocab_size = <expr>` in an otherwise minimal model.
+fn vocab_of(expr: &str) -> u64 {
+    let text = format!(
+        "let k = 3\nmodel m {{\n  vocab_size = {expr}\n  hidden_size = 8\n  \
+         embeddings {{ position = none }}\n  decoder {{ layers = 1, attention {{ heads = 2 }}, \
+         feed_forward {{ intermediate_size = 8, activation = relu }}, \
+         norm = rms_norm {{ position = pre }} }}\n}}\n"
+    );
+    let mut sources = SourceMap::new();
+    let m = front::load_model_str("expr.tfm", &text, None, &mut sources)
+        .unwrap_or_else(|d| panic!("{expr}: {}", front::render(&d, &sources, false)));
+    m.vocab_size
+}
+
+#[test]
+fn operator_precedence_and_functions() {
+    let cases = [
+        ("-2 ** 2 + 8", 4),
+        ("2 ** 3 ** 2", 512),
+        ("10 - 2 - 3", 5),
+        ("2 * 3 + 4", 10),
+        ("2 + 3 * 4", 14),
+        ("(1 + 1) * 3", 6),
+        ("100 / 4 / 5", 5),
+        ("7 % k", 1),
+        ("k * -k + 10", 1),
+        ("max(2, k, 1)", 3),
+        ("round(sqrt(16)) + ceil(1 / 3)", 5),
+        ("floor(7 / 2)", 3),
+        ("1_000", 1000),
+        ("(\n  2 +\n  3\n)", 5),
+    ];
+    for (expr, want) in cases {
+        assert_eq!(vocab_of(expr), want, "{expr}");
+    }
 }

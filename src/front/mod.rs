@@ -1,17 +1,52 @@
 //! The front end: `.tfm` text → checked [`Model`]s, or diagnostics.
 //!
-//! The stages, each in its own file:
-//!
 //! | stage | file | in → out |
 //! |---|---|---|
-//! | parse | `parse.rs` (grammar in `grammar/tfm.pest`) | text → [`ast`-level](self) items |
+//! | parse | `parse.rs` (grammar in `grammar/tfm.pest`) | text → syntax tree (`ast.rs`) |
 //! | load | this file | includes, `let`s and model declarations of every file |
 //! | derive | `derive.rs` | `model a = b { ... }` → one merged body per model |
 //! | evaluate + check | `eval.rs`, `reader.rs`, `schema.rs` | merged body → [`Model`] |
 //!
-//! Every stage reports problems as [`Diagnostic`]s and keeps going where it
-//! can, so one run shows all the errors of a spec; [`render`] prints them like
-//! a compiler does.
+//! Every stage reports problems as [`Diagnostic`]s (codes in [`codes`]) and
+//! keeps going where it can, so one run shows all the errors of a spec;
+//! [`render`] prints them like a compiler does.
+//!
+//! # The language in brief
+//!
+//! ```text
+//! include "other.tfm"               # relative to this file; its models can be bases
+//! let width = 768                   # file constant, visible in this file and its includers
+//!
+//! model bert_base {                 # a model: a block of entries
+//!   vocab_size  = 30522             # key = expression
+//!   hidden_size = width
+//!   embeddings {                    # key { nested block }
+//!     position = learned { max_position_embeddings = 512 }   # key = variant { options }
+//!     norm     = layer_norm { eps = 1e-12 }
+//!   }
+//!   encoder {
+//!     layers = 12, attention { heads = 12 }                   # commas or newlines
+//!     feed_forward { intermediate_size = 4 * hidden_size, activation = gelu }
+//!     norm = layer_norm { eps = 1e-12, position = post }
+//!   }
+//! }
+//! model tiny = bert_base { encoder { layers = 2 } }           # derive: deep merge
+//! ```
+//!
+//! Expressions: integers (`128_256`), floats (`1e-12`), `true`/`false`,
+//! strings, `+ - * / % **` (usual precedence, `**` binds tightest and to the
+//! right, `-2 ** 2` is `-4`), parentheses, unary minus, and `sqrt`, `min`,
+//! `max`, `floor`, `ceil`, `round`. Integer `/` is exact or gives a float,
+//! which is an error where an integer is needed. Names resolve to keys of the
+//! enclosing blocks, innermost first, then to `let`s; where a key takes an
+//! enum (activation, dtype, pooling, norm position, ...) a bare name is the
+//! enum value. Expressions are evaluated after derivation, so a base's
+//! `4 * hidden_size` follows a derived model's `hidden_size`.
+//!
+//! Derivation merges blocks key by key; a choice with the same variant name
+//! merges its options, a different variant replaces it, anything else is
+//! replaced. A value starts on the line of its `=`; a newline ends it unless
+//! it follows an operator or sits in parentheses. `#` and `//` start comments.
 
 mod ast;
 mod derive;
@@ -219,6 +254,9 @@ struct Loader<'s> {
     broken: bool,
     /// The top file, once added.
     top: FileId,
+    /// Files read by this load, by canonical path (a diamond of includes
+    /// reads a file once).
+    loaded: HashMap<PathBuf, FileId>,
 }
 
 impl<'s> Loader<'s> {
@@ -231,6 +269,7 @@ impl<'s> Loader<'s> {
             stack: Vec::new(),
             broken: false,
             top: 0,
+            loaded: HashMap::new(),
         }
     }
 
@@ -242,6 +281,7 @@ impl<'s> Loader<'s> {
                 let id = self.sources.add(display, text);
                 self.top = id;
                 self.sources.by_path.insert(canonical.clone(), id);
+                self.loaded.insert(canonical.clone(), id);
                 let dirs = Dirs {
                     real: canonical
                         .parent()
@@ -315,7 +355,7 @@ impl<'s> Loader<'s> {
             );
             return None;
         }
-        if let Some(id) = self.sources.by_path.get(&canonical) {
+        if let Some(id) = self.loaded.get(&canonical) {
             return Some(*id);
         }
         if depth >= MAX_INCLUDE_DEPTH {
@@ -335,6 +375,7 @@ impl<'s> Loader<'s> {
         };
         let id = self.sources.add(shown.display().to_string(), text);
         self.sources.by_path.insert(canonical.clone(), id);
+        self.loaded.insert(canonical.clone(), id);
         let child = Dirs {
             real: canonical
                 .parent()

@@ -5,9 +5,9 @@
 //! followed by `tfc.version` and `tfc.content_hash`.
 //!
 //! `tfc.content_hash` is the lowercase hex SHA-256 of, in order:
-//! the label `tfc.content.v1`; the prost encoding of the `GraphProto`
-//! without initializers (nodes, names, attributes, inputs, outputs, so it
-//! covers the opset-dependent op forms and the weight mode); and for every
+//! the label `tfc.content.v1`; the opset imports; the prost encoding of the
+//! `GraphProto` without initializers (nodes, names, attributes, inputs,
+//! outputs, so it covers the op forms and the weight mode); and for every
 //! initializer in file order its name, ONNX data type, dims and a
 //! description of its contents: `normal` with the generator id, the standard
 //! deviation's f32 bits and the seed; `zeros`; `ones`; or `data` with the
@@ -52,7 +52,7 @@ pub(crate) fn shell(
         });
     }
 
-    let hash = hash_lowered(lowered, opts.seed);
+    let hash = hash_lowered(lowered, &opset_import, opts.seed);
     let tfc = [
         ("tfc.version", env!("CARGO_PKG_VERSION")),
         ("tfc.content_hash", hash.as_str()),
@@ -86,17 +86,33 @@ pub(crate) fn shell(
 
 /// The `tfc.content_hash` that [`super::emit`] would write for `graph`.
 pub fn content_hash(graph: &Graph, opts: &EmitOptions) -> Result<String, EmitError> {
-    Ok(hash_lowered(&lower(graph, opts)?, opts.seed))
+    let lowered = lower(graph, opts)?;
+    let shell = shell(graph, &lowered, opts)?;
+    Ok(hash_of(&shell))
+}
+
+/// The `tfc.content_hash` metadata value of a shell (empty when absent).
+pub(crate) fn hash_of(shell: &ModelProto) -> String {
+    shell
+        .metadata_props
+        .iter()
+        .find(|p| p.key.as_deref() == Some("tfc.content_hash"))
+        .and_then(|p| p.value.clone())
+        .unwrap_or_default()
 }
 
 /// Hashes a converted graph as described in the module docs.
-fn hash_lowered(lowered: &Lowered, seed: u64) -> String {
+fn hash_lowered(lowered: &Lowered, opsets: &[OperatorSetIdProto], seed: u64) -> String {
     fn bytes(h: &mut Sha256, b: &[u8]) {
         h.update((b.len() as u64).to_le_bytes());
         h.update(b);
     }
     let mut h = Sha256::new();
     bytes(&mut h, b"tfc.content.v1");
+    h.update((opsets.len() as u64).to_le_bytes());
+    for o in opsets {
+        bytes(&mut h, &o.encode_to_vec());
+    }
     bytes(&mut h, &lowered.graph.encode_to_vec());
     for t in &lowered.tensors {
         bytes(&mut h, t.name.as_bytes());

@@ -152,6 +152,53 @@ fn sizes(shell: &[u8], graph: &[u8], entries: &[Entry]) -> (u64, u64) {
     (graph_len, model_len)
 }
 
+/// The planned layout of the output files.
+struct Layout<'a> {
+    entries: Vec<Entry<'a>>,
+    data_len: u64,
+    graph_len: u64,
+    model_len: u64,
+    /// Whether a data file is written.
+    external: bool,
+}
+
+/// Decides on external data from the exact size the single file would
+/// have, and plans both files.
+fn layout<'a>(
+    lowered: &'a Lowered,
+    shell: &[u8],
+    graph: &[u8],
+    mode: ExternalData,
+    location: &str,
+) -> Result<Layout<'a>, EmitError> {
+    let (inline, _) = plan(lowered, false, location);
+    let (_, inline_len) = sizes(shell, graph, &inline);
+    let external = match mode {
+        ExternalData::Always => true,
+        ExternalData::Never => false,
+        ExternalData::Auto => inline_len > PROTO_LIMIT,
+    };
+    let (entries, data_len) = if external {
+        plan(lowered, true, location)
+    } else {
+        (inline, 0)
+    };
+    let (graph_len, model_len) = sizes(shell, graph, &entries);
+    if model_len > PROTO_LIMIT {
+        return Err(EmitError::TooLarge { bytes: model_len });
+    }
+    let external = entries
+        .iter()
+        .any(|e| !matches!(e.placement, Placement::Inline));
+    Ok(Layout {
+        entries,
+        data_len,
+        graph_len,
+        model_len,
+        external,
+    })
+}
+
 /// A writer that counts what passes through.
 struct Counting<W> {
     inner: W,
@@ -252,29 +299,21 @@ pub(crate) fn write(
     let location = format!("{file_name}.data");
     let data_path = dir.join(&location);
 
-    // Decide on external data from the exact size of the inline file.
     let shell_bytes = shell.encode_to_vec();
     let graph_bytes = lowered.graph.encode_to_vec();
-    let (inline, _) = plan(lowered, false, &location);
-    let (_, inline_len) = sizes(&shell_bytes, &graph_bytes, &inline);
-    let external = match opts.external_data {
-        ExternalData::Always => true,
-        ExternalData::Never => false,
-        ExternalData::Auto => inline_len > PROTO_LIMIT,
-    };
-    let (entries, data_len) = if external {
-        plan(lowered, true, &location)
-    } else {
-        (inline, 0)
-    };
-    let (graph_len, model_len) = sizes(&shell_bytes, &graph_bytes, &entries);
-    if model_len > PROTO_LIMIT {
-        return Err(EmitError::TooLarge { bytes: model_len });
-    }
-    let external = external
-        && entries
-            .iter()
-            .any(|e| !matches!(e.placement, Placement::Inline));
+    let Layout {
+        entries,
+        data_len,
+        graph_len,
+        model_len,
+        external,
+    } = layout(
+        lowered,
+        &shell_bytes,
+        &graph_bytes,
+        opts.external_data,
+        &location,
+    )?;
 
     let threads = match opts.threads {
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
@@ -339,12 +378,7 @@ pub(crate) fn write(
     };
     persist(model_tmp, out)?;
 
-    let content_hash = shell
-        .metadata_props
-        .iter()
-        .find(|p| p.key.as_deref() == Some("tfc.content_hash"))
-        .and_then(|p| p.value.clone())
-        .unwrap_or_default();
+    let content_hash = super::model::hash_of(shell);
     Ok(EmitReport {
         model_path: out.to_path_buf(),
         data_path,
@@ -356,4 +390,66 @@ pub(crate) fn write(
         weight_bytes: lowered.tensors.iter().map(|t| t.bytes).sum(),
         content_hash,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::emit::convert::lower;
+    use crate::ir::{DType, Graph, Init, TensorData};
+
+    /// A graph with a `[n]` f32 weight and a 2 KiB constant.
+    fn lowered(n: u64) -> Lowered {
+        let mut g = Graph::new("big");
+        let w = g.weight("w", DType::F32, &[n], Init::Zeros);
+        let c = g.constant("table", TensorData::f32(vec![512], &[0.0; 512]));
+        let s = g.constant("small", TensorData::scalar_f32(1.0));
+        g.set_output("w_out", w);
+        g.set_output("table_out", c);
+        g.set_output("small_out", s);
+        lower(&g, &EmitOptions::default()).unwrap()
+    }
+
+    fn placements(l: &Layout) -> Vec<Option<u64>> {
+        l.entries
+            .iter()
+            .map(|e| match e.placement {
+                Placement::Inline => None,
+                Placement::External { offset } => Some(offset),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn auto_goes_external_only_past_two_gib() {
+        let small = lowered(1000);
+        let l = layout(&small, &[], &[], ExternalData::Auto, "m.data").unwrap();
+        assert!(!l.external);
+        assert_eq!(placements(&l), [None, None, None]);
+
+        // 600M f32 values: 2.4 GB, over the protobuf limit.
+        let big = lowered(600_000_000);
+        let l = layout(&big, &[], &[], ExternalData::Auto, "m.data").unwrap();
+        assert!(l.external && l.model_len < 4096);
+        // The constant follows the weight at a 64-byte boundary; the scalar
+        // stays inline.
+        let after = 2_400_000_000u64.next_multiple_of(64);
+        assert_eq!(placements(&l), [Some(0), Some(after), None]);
+        assert_eq!(l.data_len, after + 2048);
+
+        let err = layout(&big, &[], &[], ExternalData::Never, "m.data");
+        assert!(matches!(err, Err(EmitError::TooLarge { .. })));
+    }
+
+    #[test]
+    fn varints_match_prost() {
+        for v in [0u64, 1, 127, 128, 300, 1 << 35, u64::MAX] {
+            let mut ours = Vec::new();
+            put_varint(&mut ours, v);
+            assert_eq!(ours.len() as u64, varint_len(v));
+            let mut theirs = Vec::new();
+            prost::encoding::encode_varint(v, &mut theirs);
+            assert_eq!(ours, theirs);
+        }
+    }
 }

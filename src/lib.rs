@@ -5,9 +5,12 @@
 //! `passes` (graph → graph) → `emit` (graph → ONNX).
 #![warn(missing_docs)]
 
+pub mod driver;
 pub mod emit;
 pub mod front;
+pub mod inspect;
 pub mod ir;
+pub mod lower;
 pub mod model;
 pub mod runtime;
 pub mod weights;

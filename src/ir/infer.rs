@@ -187,6 +187,8 @@ pub fn infer(op: &Op, inputs: &[&TensorType]) -> Result<Vec<TensorType>, String>
         | Op::Reciprocal
         | Op::Tanh
         | Op::Erf
+        | Op::Sin
+        | Op::Cos
         | Op::Relu
         | Op::Sigmoid
         | Op::Exp

@@ -190,6 +190,10 @@ pub enum Op {
     Tanh,
     /// erf.
     Erf,
+    /// sin (radians).
+    Sin,
+    /// cos (radians).
+    Cos,
     /// max(0, x).
     Relu,
     /// Logistic sigmoid.
@@ -324,6 +328,8 @@ impl Op {
             Op::Reciprocal => "Reciprocal",
             Op::Tanh => "Tanh",
             Op::Erf => "Erf",
+            Op::Sin => "Sin",
+            Op::Cos => "Cos",
             Op::Relu => "Relu",
             Op::Sigmoid => "Sigmoid",
             Op::Exp => "Exp",

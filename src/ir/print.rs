@@ -85,29 +85,61 @@ pub fn to_dot(graph: &Graph) -> Result<String, IrError> {
     let esc = |s: &str| s.replace('\\', "\\\\").replace('"', "\\\"");
     let mut out = String::new();
     let _ = writeln!(out, "digraph \"{}\" {{", esc(&graph.name));
-    let _ = writeln!(out, "  rankdir=TB;\n  node [shape=box, fontname=\"Helvetica\", fontsize=10];");
+    let _ = writeln!(
+        out,
+        "  rankdir=TB;\n  node [shape=box, fontname=\"Helvetica\", fontsize=10];"
+    );
     for n in &order {
         let node = &graph.g[*n];
         if matches!(node.op, Op::Weight { .. } | Op::Constant(_)) {
             continue;
         }
-        let ty = node.outputs.iter().map(|t| t.to_display()).collect::<Vec<_>>().join(", ");
+        let ty = node
+            .outputs
+            .iter()
+            .map(|t| t.to_display())
+            .collect::<Vec<_>>()
+            .join(", ");
         let (label, style) = match &node.op {
-            Op::Input { name, .. } => (format!("{name}\\n{ty}"), ", style=filled, fillcolor=\"#d8e8f8\""),
+            Op::Input { name, .. } => (
+                format!("{name}\\n{ty}"),
+                ", style=filled, fillcolor=\"#d8e8f8\"",
+            ),
             op => {
                 let params: Vec<String> = graph
                     .inputs(*n)
                     .iter()
                     .filter_map(|v| match &graph.g[v.node].op {
-                        Op::Weight { name, .. } => Some(name.rsplit('.').take(2).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join(".")),
+                        Op::Weight { name, .. } => Some(
+                            name.rsplit('.')
+                                .take(2)
+                                .collect::<Vec<_>>()
+                                .into_iter()
+                                .rev()
+                                .collect::<Vec<_>>()
+                                .join("."),
+                        ),
                         _ => None,
                     })
                     .collect();
-                let extra = if params.is_empty() { String::new() } else { format!("\\n[{}]", params.join(", ")) };
-                (format!("{}{}\\n{}{extra}", op.name(), esc(&op.attrs()), ty), "")
+                let extra = if params.is_empty() {
+                    String::new()
+                } else {
+                    format!("\\n[{}]", params.join(", "))
+                };
+                (
+                    format!("{}{}\\n{}{extra}", op.name(), esc(&op.attrs()), ty),
+                    "",
+                )
             }
         };
-        let _ = writeln!(out, "  n{} [label=\"{}\", tooltip=\"{}\"{style}];", n.index(), label, esc(&node.name));
+        let _ = writeln!(
+            out,
+            "  n{} [label=\"{}\", tooltip=\"{}\"{style}];",
+            n.index(),
+            label,
+            esc(&node.name)
+        );
     }
     for n in &order {
         if matches!(graph.g[*n].op, Op::Weight { .. } | Op::Constant(_)) {
@@ -120,7 +152,11 @@ pub fn to_dot(graph: &Graph) -> Result<String, IrError> {
         }
     }
     for (i, (name, v)) in graph.outputs.iter().enumerate() {
-        let _ = writeln!(out, "  out{i} [label=\"{}\", shape=ellipse, style=filled, fillcolor=\"#e0f0d8\"];", esc(name));
+        let _ = writeln!(
+            out,
+            "  out{i} [label=\"{}\", shape=ellipse, style=filled, fillcolor=\"#e0f0d8\"];",
+            esc(name)
+        );
         let _ = writeln!(out, "  n{} -> out{i};", v.node.index());
     }
     out.push_str("}\n");

@@ -1,0 +1,44 @@
+//! `tfc inspect`: parameter, memory and FLOP estimates before anything is written.
+
+use clap::Args;
+use tfc::inspect::{render, report, Workload};
+
+use super::{compile_options, DTypeArg, SpecArgs};
+
+/// Arguments of `tfc inspect`.
+#[derive(Args)]
+pub struct InspectArgs {
+    #[command(flatten)]
+    spec: SpecArgs,
+    /// Batch size for the FLOP count.
+    #[arg(long, default_value_t = 1)]
+    batch: i64,
+    /// Sequence length for the FLOP count.
+    #[arg(long, alias = "seq", default_value_t = 128)]
+    sequence: i64,
+    /// Override the spec's dtype (changes weight bytes).
+    #[arg(long, value_enum)]
+    dtype: Option<DTypeArg>,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Runs `tfc inspect`.
+pub fn run(args: InspectArgs) -> anyhow::Result<()> {
+    if args.batch < 1 || args.sequence < 1 {
+        anyhow::bail!("--batch and --sequence must be at least 1");
+    }
+    let compiled = tfc::driver::compile(&args.spec.spec, &compile_options(&args.spec, args.dtype))?;
+    let workload = Workload {
+        batch: args.batch,
+        sequence: args.sequence,
+    };
+    let r = report(&compiled.model, &compiled.graph, workload);
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&r)?);
+    } else {
+        print!("{}", render(&r));
+    }
+    Ok(())
+}

@@ -1,0 +1,170 @@
+//! Command-line verbs. Each verb parses its flags, calls the library and
+//! prints; errors go to stderr with a non-zero exit status.
+
+mod build;
+mod inspect;
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use tfc::driver::{CompileError, CompileOptions};
+use tfc::model::FloatType;
+
+/// tfc compiles declarative transformer specs (.tfm) into ONNX models.
+#[derive(Parser)]
+#[command(name = "tfc", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+    /// Log more (-v: one line per stage, -vv: debug).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Compile a spec to an ONNX model (or print its IR with --emit ir).
+    Build(build::BuildArgs),
+    /// Check a spec and report every error, writing nothing.
+    Check(SpecArgs),
+    /// Show parameters, weight bytes, FLOPs and KV-cache size, per layer.
+    Inspect(inspect::InspectArgs),
+    /// Print the model's graph in Graphviz dot format.
+    Graph(GraphArgs),
+}
+
+/// The spec to read and which model in it.
+#[derive(Args, Clone)]
+pub struct SpecArgs {
+    /// The .tfm spec file.
+    pub spec: PathBuf,
+    /// Which model of the file (default: the last one defined in it).
+    #[arg(short, long)]
+    pub model: Option<String>,
+}
+
+#[derive(Args)]
+struct GraphArgs {
+    #[command(flatten)]
+    spec: SpecArgs,
+    /// Graphviz dot output (the only format for now).
+    #[arg(long, default_value_t = true)]
+    dot: bool,
+    /// Write to this file instead of standard output.
+    #[arg(short, long)]
+    output: Option<PathBuf>,
+}
+
+/// Element type of the emitted model.
+#[derive(ValueEnum, Clone, Copy, Debug)]
+pub enum DTypeArg {
+    /// 32-bit floats.
+    Fp32,
+    /// 16-bit floats (norms and softmax still accumulate in fp32).
+    Fp16,
+}
+
+impl From<DTypeArg> for FloatType {
+    fn from(d: DTypeArg) -> FloatType {
+        match d {
+            DTypeArg::Fp32 => FloatType::F32,
+            DTypeArg::Fp16 => FloatType::F16,
+        }
+    }
+}
+
+/// Compile options shared by the verbs.
+pub fn compile_options(spec: &SpecArgs, dtype: Option<DTypeArg>) -> CompileOptions {
+    CompileOptions {
+        model: spec.model.clone(),
+        dtype: dtype.map(Into::into),
+        color: std::io::stderr().is_terminal(),
+    }
+}
+
+/// Prints an error the way the user should see it.
+pub fn report_error(err: &anyhow::Error) {
+    if let Some(CompileError::Diagnostics { rendered, count }) = err.downcast_ref::<CompileError>()
+    {
+        eprint!("{rendered}");
+        let plural = if *count == 1 { "" } else { "s" };
+        eprintln!("error: could not compile the spec due to {count} error{plural}");
+        return;
+    }
+    eprintln!("error: {err}");
+    for cause in err.chain().skip(1) {
+        eprintln!("  caused by: {cause}");
+    }
+}
+
+fn init_logging(verbose: u8) {
+    let level = match verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("TFC_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("tfc={level}")));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .without_time()
+        .try_init();
+}
+
+/// Entry point of the binary.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.verbose);
+    let result = match cli.command {
+        Command::Build(args) => build::run(args),
+        Command::Check(args) => check(args),
+        Command::Inspect(args) => inspect::run(args),
+        Command::Graph(args) => graph(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            report_error(&err);
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn check(args: SpecArgs) -> anyhow::Result<()> {
+    let compiled = tfc::driver::compile(&args.spec, &compile_options(&args, None))?;
+    println!(
+        "{}: model `{}` is valid ({} parameters)",
+        args.spec.display(),
+        compiled.model.name,
+        compiled.graph.parameter_count()
+    );
+    Ok(())
+}
+
+fn graph(args: GraphArgs) -> anyhow::Result<()> {
+    let compiled = tfc::driver::compile(&args.spec.spec, &compile_options(&args.spec, None))?;
+    let dot = tfc::ir::to_dot(&compiled.graph)?;
+    write_output(args.output.as_deref(), &dot)
+}
+
+/// Writes `text` to `path` atomically, or to standard output when `path` is `None`.
+pub fn write_output(path: Option<&std::path::Path>, text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let Some(path) = path else {
+        print!("{text}");
+        return Ok(());
+    };
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => std::path::Path::new("."),
+    };
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)
+        .map_err(|e| anyhow::anyhow!("cannot write in {}: {e}", dir.display()))?;
+    tmp.write_all(text.as_bytes())?;
+    tmp.persist(path)
+        .map_err(|e| anyhow::anyhow!("cannot write {}: {}", path.display(), e.error))?;
+    Ok(())
+}

@@ -2,5 +2,14 @@
 //!
 //! The emitter asks this module for a weight's bytes while it streams the
 //! model file, so no stage ever holds every parameter in memory at once.
+//! Random initialisation lives in [`init`]; [`load`] fills a graph's weights
+//! from a safetensors checkpoint through a [`map::WeightMap`].
 
+pub mod error;
 pub mod init;
+pub mod load;
+pub mod map;
+
+pub use error::{LoadError, MapError, Problem};
+pub use load::{load_checkpoint, LoadReport};
+pub use map::WeightMap;

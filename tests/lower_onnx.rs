@@ -116,6 +116,7 @@ fn models() -> Vec<Model> {
         },
     )];
     let mut list = vec![bert(heads), llama(), last, gptj(), t5(), bloom(), marian()];
+    list.extend(variants());
     let half: Vec<Model> = list
         .iter()
         .map(|m| {
@@ -127,6 +128,45 @@ fn models() -> Vec<Model> {
         .collect();
     list.extend(half);
     list
+}
+
+/// Grouped-query attention with ALiBi and with relative bias, and models
+/// without the optional inputs.
+fn variants() -> Vec<Model> {
+    let mut bloom_gqa = bloom();
+    bloom_gqa.name = "tiny_bloom_gqa".into();
+    let stack = bloom_gqa.decoder.as_mut().expect("decoder");
+    stack.attention.kv_heads = 2;
+    bloom_gqa.inputs.attention_mask = false;
+
+    let mut t5_mqa = t5();
+    t5_mqa.name = "tiny_t5_mqa".into();
+    for stack in [t5_mqa.encoder.as_mut(), t5_mqa.decoder.as_mut()] {
+        let stack = stack.expect("both stacks");
+        stack.attention.kv_heads = 1;
+        if let Some(cross) = stack.cross_attention.as_mut() {
+            cross.kv_heads = 1;
+        }
+    }
+
+    let mut llama_unmasked = llama();
+    llama_unmasked.name = "tiny_llama_unmasked".into();
+    llama_unmasked.inputs.attention_mask = false;
+
+    let mut bert_plain = bert(vec![head(
+        "last",
+        HeadKind::Embedding {
+            pooling: Pooling::Last,
+            normalize: false,
+        },
+    )]);
+    bert_plain.name = "tiny_bert_plain".into();
+    bert_plain.inputs = InputSet {
+        attention_mask: false,
+        token_type_ids: false,
+        position_ids: true,
+    };
+    vec![bloom_gqa, t5_mqa, llama_unmasked, bert_plain]
 }
 
 #[test]

@@ -280,7 +280,16 @@ impl fmt::Display for Problem {
                  (F32, F16, BF16 and F64 can)"
             ),
             Problem::NonFinite { source, nan, inf } => {
-                write!(f, "`{source}` holds {nan} NaN and {inf} infinite values")
+                let count = |n: usize, what: &str| match n {
+                    0 => None,
+                    1 => Some(format!("1 {what} value")),
+                    n => Some(format!("{n} {what} values")),
+                };
+                let counts: Vec<String> = [count(*nan, "NaN"), count(*inf, "infinite")]
+                    .into_iter()
+                    .flatten()
+                    .collect();
+                write!(f, "`{source}` holds {}", counts.join(" and "))
             }
             Problem::Range {
                 source,

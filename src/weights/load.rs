@@ -131,7 +131,8 @@ pub fn load_checkpoint(
     let mut loader = Loader {
         ckpt: &ckpt,
         map,
-        problems: ckpt.problems.clone(),
+        problems: ckpt.problems.iter().map(|p| (0, p.clone())).collect(),
+        at: 0,
         consumed: BTreeSet::new(),
         checked: BTreeSet::new(),
         cache: None,
@@ -148,9 +149,10 @@ pub fn load_checkpoint(
     let mut sources: HashMap<String, String> = HashMap::new();
     let mut feeds: BTreeMap<(usize, String), Vec<String>> = BTreeMap::new();
     let mut resolved = Vec::new();
-    for (w, cands) in weights.iter().zip(&candidates) {
+    for (k, (w, cands)) in weights.iter().zip(&candidates).enumerate() {
+        loader.at = 1 + k;
         if cands.is_empty() {
-            loader.problems.push(Problem::Unmapped {
+            loader.push(Problem::Unmapped {
                 target: w.name.clone(),
                 expected: w.shape.clone(),
             });
@@ -168,7 +170,7 @@ pub fn load_checkpoint(
                     looked_for.push(s.clone());
                 }
             }
-            loader.problems.push(Problem::Missing {
+            loader.push(Problem::Missing {
                 target: w.name.clone(),
                 expected: w.shape.clone(),
                 looked_for,
@@ -186,11 +188,12 @@ pub fn load_checkpoint(
             .push(w.name.clone());
         sources.insert(w.name.clone(), source.clone());
         loader.consumed.insert(source.clone());
-        resolved.push((w, *rule, source.clone()));
+        resolved.push((k, w, *rule, source.clone()));
     }
+    loader.at = 1 + weights.len();
     for ((_, source), targets) in &feeds {
         if targets.len() > 1 {
-            loader.problems.push(Problem::Ambiguous {
+            loader.push(Problem::Ambiguous {
                 source: source.clone(),
                 targets: targets.clone(),
             });
@@ -198,15 +201,17 @@ pub fn load_checkpoint(
     }
 
     // Read, transform, check and convert.
-    for (w, rule, source) in resolved {
+    for (k, w, rule, source) in resolved {
+        loader.at = 1 + k;
         loader.load(w, rule, &source);
     }
 
     // Account for every checkpoint tensor that no rule consumed.
+    loader.at = 2 + weights.len();
     loader.leftovers(&prefix, &sources);
 
     if !loader.problems.is_empty() {
-        return Err(mismatch(loader.problems));
+        return Err(mismatch(loader.into_problems()));
     }
     let mut report = loader.report;
     for (node, data) in loader.loaded {
@@ -295,7 +300,11 @@ fn choose_prefix(
 struct Loader<'a> {
     ckpt: &'a Checkpoint,
     map: &'a WeightMap,
-    problems: Vec<Problem>,
+    /// Problems with their order key: 0 for files, 1 + index for graph
+    /// weights, after them ambiguity and then leftover checkpoint tensors.
+    problems: Vec<(usize, Problem)>,
+    /// The order key of problems pushed now.
+    at: usize,
     /// Checkpoint tensors some rule reads.
     consumed: BTreeSet<String>,
     /// Sources already checked for NaN and infinities.
@@ -307,6 +316,16 @@ struct Loader<'a> {
 }
 
 impl Loader<'_> {
+    fn push(&mut self, problem: Problem) {
+        self.problems.push((self.at, problem));
+    }
+
+    /// Every problem, files first, then in graph order, then the rest.
+    fn into_problems(mut self) -> Vec<Problem> {
+        self.problems.sort_by_key(|(k, _)| *k);
+        self.problems.into_iter().map(|(_, p)| p).collect()
+    }
+
     fn load(&mut self, w: &GraphWeight, rule: &Rule, source: &str) {
         let view = match self.ckpt.tensor(source) {
             Some(Ok(view)) => view,
@@ -324,7 +343,7 @@ impl Loader<'_> {
         }
         let found: Vec<u64> = shape.iter().map(|d| *d as u64).collect();
         if found != w.shape {
-            self.problems.push(Problem::Shape {
+            self.push(Problem::Shape {
                 target: w.name.clone(),
                 expected: w.shape.clone(),
                 found,
@@ -382,7 +401,7 @@ impl Loader<'_> {
                 reason,
             },
         };
-        self.problems.push(problem);
+        self.push(problem);
     }
 
     /// The source's values as f32, checked for NaN and infinities.
@@ -394,7 +413,7 @@ impl Loader<'_> {
         }
         let Some(values) = decode(view) else {
             if self.checked.insert(source.to_string()) {
-                self.problems.push(Problem::Dtype {
+                self.push(Problem::Dtype {
                     source: source.to_string(),
                     dtype: format!("{:?}", view.dtype),
                     target_dtype: target.to_string(),
@@ -406,7 +425,7 @@ impl Loader<'_> {
             let nan = values.iter().filter(|v| v.is_nan()).count();
             let inf = values.iter().filter(|v| v.is_infinite()).count();
             if nan + inf > 0 {
-                self.problems.push(Problem::NonFinite {
+                self.push(Problem::NonFinite {
                     source: source.to_string(),
                     nan,
                     inf,
@@ -462,7 +481,7 @@ impl Loader<'_> {
                 (h.to_bits(), h.is_finite())
             }),
             other => {
-                self.problems.push(Problem::Dtype {
+                self.push(Problem::Dtype {
                     source: source.to_string(),
                     dtype: format!("{from:?}"),
                     target_dtype: other.to_string(),
@@ -471,7 +490,7 @@ impl Loader<'_> {
             }
         };
         if overflow > 0 {
-            self.problems.push(Problem::Range {
+            self.push(Problem::Range {
                 source: source.to_string(),
                 target_dtype: target.to_string(),
                 count: overflow,
@@ -498,7 +517,7 @@ impl Loader<'_> {
                     Some(true) => self.report.tied.push(name.clone()),
                     Some(false) => {
                         let target = self.tied_target(name, prefix).unwrap_or_default();
-                        self.problems.push(Problem::Untied {
+                        self.push(Problem::Untied {
                             source: name.clone(),
                             same_as: original,
                             target,
@@ -518,7 +537,7 @@ impl Loader<'_> {
                     .and_then(Result::ok)
                     .map(|v| v.shape.iter().map(|d| *d as u64).collect())
                     .unwrap_or_default();
-                self.problems.push(Problem::Unexpected {
+                self.push(Problem::Unexpected {
                     name: name.clone(),
                     shape,
                 });

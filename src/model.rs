@@ -293,10 +293,13 @@ pub struct Head {
 pub enum HeadKind {
     /// The trunk's hidden states themselves, output `last_hidden_state`.
     Hidden,
-    /// Pooled sentence embedding, output `sentence_embedding` `[batch, hidden]`.
+    /// Pooled vector per sequence `[batch, hidden]`: a sentence embedding, or
+    /// BERT's `pooler_output` (cls pooling with the pooler).
     Embedding {
         /// Pooling over the sequence.
         pooling: Pooling,
+        /// BERT's pooler: dense + tanh after pooling.
+        pooler: bool,
         /// Divide by the L2 norm.
         normalize: bool,
     },
@@ -327,16 +330,21 @@ pub enum HeadKind {
 }
 
 impl Head {
-    /// Names of the graph outputs this head produces. When a model has several
-    /// heads, lowering prefixes each with `{head name}.`.
-    pub fn output_names(&self) -> Vec<&'static str> {
+    /// Names of the graph outputs this head produces, given how many heads the
+    /// model has. A head with one output names it after the head
+    /// (`logits = language_model` gives `logits`); question answering gives
+    /// `start_logits` and `end_logits`, prefixed `{head}/` when the model has
+    /// other heads too.
+    pub fn output_names(&self, heads_in_model: usize) -> Vec<String> {
         match self.kind {
-            HeadKind::Hidden => vec!["last_hidden_state"],
-            HeadKind::Embedding { .. } => vec!["sentence_embedding"],
-            HeadKind::SequenceClassification { .. }
-            | HeadKind::TokenClassification { .. }
-            | HeadKind::LanguageModel { .. } => vec!["logits"],
-            HeadKind::QuestionAnswering => vec!["start_logits", "end_logits"],
+            HeadKind::QuestionAnswering if heads_in_model > 1 => vec![
+                format!("{}/start_logits", self.name),
+                format!("{}/end_logits", self.name),
+            ],
+            HeadKind::QuestionAnswering => {
+                vec!["start_logits".to_string(), "end_logits".to_string()]
+            }
+            _ => vec![self.name.clone()],
         }
     }
 }

@@ -73,7 +73,7 @@ fn dump(m: &Model) -> String {
             "  head {}: {:?} -> {:?}\n",
             h.name,
             h.kind,
-            h.output_names()
+            h.output_names(m.heads.len())
         );
     }
     out += &format!("  inputs: {:?}\n  dims: {:?}\n", m.inputs, m.dims);
@@ -109,8 +109,16 @@ fn bert_base_values() {
     assert_eq!(enc.norm_position, NormPosition::Post);
     assert_eq!(enc.embedding_norm.map(|n| n.eps), Some(1e-12));
     assert!(m.inputs.token_type_ids);
-    assert_eq!(m.heads.len(), 1);
+    assert_eq!(m.heads.len(), 2);
     assert_eq!(m.heads[0].kind, HeadKind::Hidden);
+    assert_eq!(
+        m.heads[1].kind,
+        HeadKind::Embedding {
+            pooling: tfc::model::Pooling::Cls,
+            pooler: true,
+            normalize: false
+        }
+    );
 
     let ner = model("specs/bert-base.tfm", "bert_base_ner");
     assert_eq!(

@@ -17,10 +17,11 @@ fn embedding_heads_pool_to_batch_by_hidden() {
     for pooling in [Pooling::Cls, Pooling::Mean, Pooling::Last, Pooling::Max] {
         for mask in [true, false] {
             let kind = HeadKind::Embedding {
+                pooler: false,
                 pooling,
                 normalize: true,
             };
-            let mut model = bert(vec![head("embed", kind)]);
+            let mut model = bert(vec![head("sentence_embedding", kind)]);
             model.inputs.attention_mask = mask;
             let graph = lower(&model).expect("lowers");
             ir::verify(&graph).expect("verifies");
@@ -41,13 +42,13 @@ fn sequence_classification_with_pooler() {
         pooler: true,
         num_labels: 3,
     };
-    let graph = lower(&bert(vec![head("sst", kind)])).expect("lowers");
+    let graph = lower(&bert(vec![head("logits", kind)])).expect("lowers");
     assert_eq!(
         graph.parameter_count(),
         bert_parameters() + (H * H + H) + classifier_parameters(H, 3)
     );
-    assert!(has_weight(&graph, "heads.sst.pooler.dense.weight"));
-    assert!(has_weight(&graph, "heads.sst.classifier.bias"));
+    assert!(has_weight(&graph, "heads.logits.pooler.dense.weight"));
+    assert!(has_weight(&graph, "heads.logits.classifier.bias"));
     assert_eq!(output(&graph, "logits"), (DType::F32, batch_shape(&[3])));
 }
 
@@ -59,7 +60,7 @@ fn sequence_classification_on_last_token() {
         num_labels: 2,
     };
     let mut model = llama();
-    model.heads = vec![head("score", kind)];
+    model.heads = vec![head("logits", kind)];
     let graph = lower(&model).expect("lowers");
     let lm = H * V;
     assert_eq!(
@@ -72,7 +73,7 @@ fn sequence_classification_on_last_token() {
 #[test]
 fn token_classification() {
     let kind = HeadKind::TokenClassification { num_labels: 5 };
-    let graph = lower(&bert(vec![head("ner", kind)])).expect("lowers");
+    let graph = lower(&bert(vec![head("logits", kind)])).expect("lowers");
     assert_eq!(
         graph.parameter_count(),
         bert_parameters() + classifier_parameters(H, 5)
@@ -100,7 +101,7 @@ fn tied_language_model_head() {
         bias: true,
         scale: None,
     };
-    let mut model = bert(vec![head("mlm", kind)]);
+    let mut model = bert(vec![head("logits", kind)]);
     model.tie_word_embeddings = true;
     let graph = lower(&model).expect("lowers");
     assert_eq!(graph.parameter_count(), bert_parameters() + V);
@@ -111,13 +112,14 @@ fn tied_language_model_head() {
 }
 
 #[test]
-fn several_heads_prefix_their_outputs() {
+fn heads_name_their_outputs() {
     let heads = vec![
         head("hidden", HeadKind::Hidden),
         head("qa", HeadKind::QuestionAnswering),
         head(
             "embed",
             HeadKind::Embedding {
+                pooler: false,
                 pooling: Pooling::Mean,
                 normalize: false,
             },
@@ -126,12 +128,7 @@ fn several_heads_prefix_their_outputs() {
     let graph = lower(&bert(heads)).expect("lowers");
     assert_eq!(
         output_names(&graph),
-        [
-            "hidden/last_hidden_state",
-            "qa/start_logits",
-            "qa/end_logits",
-            "embed/sentence_embedding"
-        ]
+        ["hidden", "qa/start_logits", "qa/end_logits", "embed"]
     );
 }
 
@@ -141,6 +138,7 @@ fn half_precision_heads_output_f16() {
         head(
             "embed",
             HeadKind::Embedding {
+                pooler: false,
                 pooling: Pooling::Max,
                 normalize: true,
             },

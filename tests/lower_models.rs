@@ -18,7 +18,7 @@ fn ops(graph: &ir::Graph) -> Vec<&'static str> {
 
 #[test]
 fn encoder_lowers_with_symbolic_shapes() {
-    let model = bert(vec![head("hidden", HeadKind::Hidden)]);
+    let model = bert(vec![head("last_hidden_state", HeadKind::Hidden)]);
     let graph = lower(&model).expect("lowers");
     ir::verify(&graph).expect("verifies");
     assert_eq!(graph.parameter_count(), bert_parameters());
@@ -48,7 +48,7 @@ fn encoder_lowers_with_symbolic_shapes() {
 
 #[test]
 fn encoder_op_histogram() {
-    let graph = lower(&bert(vec![head("hidden", HeadKind::Hidden)])).expect("lowers");
+    let graph = lower(&bert(vec![head("last_hidden_state", HeadKind::Hidden)])).expect("lowers");
     let text: String = ir::histogram(&graph)
         .iter()
         .map(|(op, n)| format!("{op:<20} {n}\n"))
@@ -219,7 +219,7 @@ fn learned_positions_per_stack_in_encoder_decoder() {
 #[test]
 fn half_precision_keeps_norms_and_softmax_in_f32() {
     for mut model in [
-        bert(vec![head("hidden", HeadKind::Hidden)]),
+        bert(vec![head("last_hidden_state", HeadKind::Hidden)]),
         llama(),
         t5(),
         bloom(),

@@ -83,6 +83,7 @@ fn models() -> Vec<Model> {
         head(
             "mean",
             HeadKind::Embedding {
+                pooler: false,
                 pooling: Pooling::Mean,
                 normalize: true,
             },
@@ -90,6 +91,7 @@ fn models() -> Vec<Model> {
         head(
             "max",
             HeadKind::Embedding {
+                pooler: false,
                 pooling: Pooling::Max,
                 normalize: false,
             },
@@ -156,6 +158,7 @@ fn variants() -> Vec<Model> {
     let mut bert_plain = bert(vec![head(
         "last",
         HeadKind::Embedding {
+            pooler: false,
             pooling: Pooling::Last,
             normalize: false,
         },

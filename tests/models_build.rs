@@ -20,7 +20,10 @@ use tfc::runtime::{load_session, run_f32};
 const SIZES: [(usize, usize); 3] = [(1, 1), (2, 7), (3, 16)];
 
 fn build(compiled: &Compiled, out: &Path, weights: WeightMode) {
-    let opts = EmitOptions { weights, ..EmitOptions::default() };
+    let opts = EmitOptions {
+        weights,
+        ..EmitOptions::default()
+    };
     emit(&compiled.graph, &opts, out).unwrap_or_else(|e| panic!("{}: {e}", out.display()));
 }
 
@@ -37,7 +40,10 @@ fn onnx_histogram(path: &Path) -> String {
         };
         *counts.entry(key).or_default() += 1;
     }
-    counts.iter().map(|(k, v)| format!("{k:<22} {v}\n")).collect()
+    counts
+        .iter()
+        .map(|(k, v)| format!("{k:<22} {v}\n"))
+        .collect()
 }
 
 #[test]
@@ -85,7 +91,12 @@ fn run_at_sizes(compiled: &Compiled, out: &Path) {
                 .iter()
                 .map(|d| d.eval(&env).expect("only batch and sequence symbols") as usize)
                 .collect();
-            assert_eq!(value.shape(), want.as_slice(), "{name} of {}", compiled.model.name);
+            assert_eq!(
+                value.shape(),
+                want.as_slice(),
+                "{name} of {}",
+                compiled.model.name
+            );
             assert!(
                 value.iter().all(|x| x.is_finite()),
                 "{name} of {} at ({batch}, {seq}) has non-finite values",
@@ -157,7 +168,10 @@ fn parameter_counts_match_hugging_face() {
     ];
     for (file, name, want) in cases {
         let compiled = compile_model(&root().join(file), name);
-        let workload = tfc::inspect::Workload { batch: 1, sequence: 128 };
+        let workload = tfc::inspect::Workload {
+            batch: 1,
+            sequence: 128,
+        };
         let report = tfc::inspect::report(&compiled.model, &compiled.graph, workload);
         assert_eq!(report.parameters, want, "{name}");
     }
@@ -167,11 +181,17 @@ fn parameter_counts_match_hugging_face() {
 fn same_seed_gives_identical_bytes() {
     let dir = tempfile::tempdir().unwrap();
     let file: PathBuf = root().join("examples/01-tiny-encoder.tfm");
-    let (_, name) = models_in("examples").into_iter().find(|(f, _)| *f == file).unwrap();
+    let (_, name) = models_in("examples")
+        .into_iter()
+        .find(|(f, _)| *f == file)
+        .unwrap();
     let compiled = compile_model(&file, &name);
     let write = |seed: u64, out: &str| {
         let path = dir.path().join(out);
-        let opts = EmitOptions { seed, ..EmitOptions::default() };
+        let opts = EmitOptions {
+            seed,
+            ..EmitOptions::default()
+        };
         emit(&compiled.graph, &opts, &path).unwrap();
         std::fs::read(path).unwrap()
     };

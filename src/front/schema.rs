@@ -678,7 +678,7 @@ fn read_head(ev: &mut Evaluator<'_>, h: &Reader<'_>, key: &Ident) -> Result<Head
         return Err(Reported);
     };
     let known: &[&str] = match c.name {
-        "embedding" => &["pooling", "normalize"],
+        "embedding" => &["pooling", "pooler", "normalize"],
         "sequence_classification" => &["pooling", "pooler", "num_labels"],
         "token_classification" => &["num_labels"],
         "language_model" => &["bias", "scale"],
@@ -689,9 +689,11 @@ fn read_head(ev: &mut Evaluator<'_>, h: &Reader<'_>, key: &Ident) -> Result<Head
         "hidden" => HeadKind::Hidden,
         "embedding" => {
             let pooling = o.enumeration(ev, "pooling", POOLINGS, Some(Pooling::Mean), "pooling");
+            let pooler = o.bool(ev, "pooler", false);
             let normalize = o.bool(ev, "normalize", false);
             HeadKind::Embedding {
                 pooling: pooling?,
+                pooler: pooler?,
                 normalize: normalize?,
             }
         }

@@ -40,8 +40,16 @@ pub fn head(
     b.scoped("heads", |b| {
         b.scoped(head.name.clone(), |b| match head.kind {
             HeadKind::Hidden => Ok(vec![trunk.hidden]),
-            HeadKind::Embedding { pooling, normalize } => {
-                let pooled = pool(b, pooling, trunk.hidden, trunk.mask, trunk.range)?;
+            HeadKind::Embedding {
+                pooling,
+                pooler,
+                normalize,
+            } => {
+                let mut pooled = pool(b, pooling, trunk.hidden, trunk.mask, trunk.range)?;
+                if pooler {
+                    pooled = Linear::new(hidden, hidden, true).apply(b, "pooler.dense", pooled)?;
+                    pooled = b.op(Op::Tanh, &[pooled])?;
+                }
                 let embedding = if normalize {
                     l2_normalize(b, pooled)?
                 } else {

@@ -26,8 +26,9 @@
 //!
 //! # Graph outputs
 //!
-//! Each head's [`crate::model::Head::output_names`]; with several heads each
-//! name is prefixed `{head name}/`. A model without heads outputs
+//! Each head's [`crate::model::Head::output_names`]: a head with one output
+//! is named after the head; question answering gives `start_logits` and
+//! `end_logits` (prefixed `{head name}/` when there are other heads). A model without heads outputs
 //! `last_hidden_state`.
 //!
 //! # Parameter names
@@ -127,16 +128,11 @@ pub fn lower(model: &Model) -> Result<Graph, LowerError> {
     if model.heads.is_empty() {
         b.graph.set_output("last_hidden_state", trunk.hidden);
     }
-    let prefix = model.heads.len() > 1;
     for head in &model.heads {
         let values = heads::head(&mut b, model, head, &trunk)?;
-        for (name, value) in head.output_names().into_iter().zip(values) {
-            let name = if prefix {
-                format!("{}/{name}", head.name)
-            } else {
-                name.to_string()
-            };
-            b.graph.set_output(&name, value);
+        let names = head.output_names(model.heads.len());
+        for (name, value) in names.iter().zip(values) {
+            b.graph.set_output(name, value);
         }
     }
 

@@ -58,7 +58,10 @@ for p in sys.argv[1:]:
 "#;
     let args: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
     let out = python(script, &args);
-    assert_eq!(out.lines().filter(|l| l.starts_with("ok ")).count(), paths.len());
+    assert_eq!(
+        out.lines().filter(|l| l.starts_with("ok ")).count(),
+        paths.len()
+    );
 }
 
 /// Every (file, model name) pair defined in the `.tfm` files of `dir`.
@@ -81,7 +84,10 @@ pub fn models_in(dir: &str) -> Vec<(PathBuf, String)> {
 
 /// Compiles one model of a spec file.
 pub fn compile_model(path: &Path, model: &str) -> Compiled {
-    let opts = CompileOptions { model: Some(model.to_string()), ..Default::default() };
+    let opts = CompileOptions {
+        model: Some(model.to_string()),
+        ..Default::default()
+    };
     compile(path, &opts).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
@@ -89,7 +95,9 @@ pub fn compile_model(path: &Path, model: &str) -> Compiled {
 pub fn token_ids(batch: usize, seq: usize, vocab: u64, salt: u64) -> ArrayD<i64> {
     let mut state = 0x9E37_79B9_7F4A_7C15u64 ^ salt;
     ArrayD::from_shape_fn(vec![batch, seq], |_| {
-        state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         ((state >> 33) % vocab) as i64
     })
 }
@@ -103,12 +111,18 @@ pub fn padding_mask(batch: usize, seq: usize) -> ArrayD<i64> {
 }
 
 /// Synthetic inputs for every graph input of `compiled` at (batch, seq).
-pub fn synthetic_inputs(compiled: &Compiled, batch: usize, seq: usize) -> Vec<(String, NamedInput)> {
+pub fn synthetic_inputs(
+    compiled: &Compiled,
+    batch: usize,
+    seq: usize,
+) -> Vec<(String, NamedInput)> {
     let vocab = compiled.model.vocab_size;
     let type_vocab = compiled.model.embeddings.type_vocab_size.unwrap_or(1);
     let mut inputs = Vec::new();
     for n in compiled.graph.graph_inputs() {
-        let tfc::ir::Op::Input { name, .. } = &compiled.graph.g[n].op else { continue };
+        let tfc::ir::Op::Input { name, .. } = &compiled.graph.g[n].op else {
+            continue;
+        };
         let value = match name.as_str() {
             "input_ids" => token_ids(batch, seq, vocab, 1),
             "decoder_input_ids" => token_ids(batch, seq, vocab, 2),

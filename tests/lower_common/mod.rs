@@ -196,7 +196,7 @@ pub fn llama() -> Model {
         shared_embeddings: false,
         tie_word_embeddings: false,
         heads: vec![head(
-            "lm",
+            "logits",
             HeadKind::LanguageModel {
                 bias: false,
                 scale: None,
@@ -268,7 +268,7 @@ pub fn t5() -> Model {
         shared_embeddings: true,
         tie_word_embeddings: true,
         heads: vec![head(
-            "lm",
+            "logits",
             HeadKind::LanguageModel {
                 bias: false,
                 scale: Some((d_model as f64).powf(-0.5)),
@@ -337,7 +337,7 @@ pub fn bloom() -> Model {
         shared_embeddings: false,
         tie_word_embeddings: true,
         heads: vec![head(
-            "lm",
+            "logits",
             HeadKind::LanguageModel {
                 bias: false,
                 scale: None,
@@ -409,7 +409,7 @@ pub fn marian() -> Model {
         shared_embeddings: false,
         tie_word_embeddings: false,
         heads: vec![head(
-            "lm",
+            "logits",
             HeadKind::LanguageModel {
                 bias: true,
                 scale: None,

@@ -72,3 +72,52 @@ pub fn compile(path: &Path, opts: &CompileOptions) -> Result<Compiled, CompileEr
     ir::verify(&graph)?;
     Ok(Compiled { model, graph })
 }
+
+/// Why a checkpoint could not be loaded into a compiled model.
+#[derive(Debug, thiserror::Error)]
+pub enum WeightsError {
+    /// The weight map could not be found or read.
+    #[error(transparent)]
+    Map(#[from] crate::weights::MapError),
+    /// The checkpoint could not be read or does not fit the graph.
+    #[error(transparent)]
+    Load(#[from] crate::weights::LoadError),
+    /// No weight map was named and none of the built-in ones fits the checkpoint.
+    #[error(
+        "no built-in weight map recognises the tensor names of `{}`; \
+         name one with --weight-map ({})",
+        .checkpoint.display(),
+        crate::weights::WeightMap::BUILTIN_NAMES.join(", ")
+    )]
+    NoMap {
+        /// The checkpoint.
+        checkpoint: std::path::PathBuf,
+    },
+}
+
+/// Replaces the random weights of `compiled` with the checkpoint at `checkpoint` (a
+/// `.safetensors` file or a Hugging Face model folder). `map` is a built-in map name or a
+/// YAML file; when `None`, the map is detected from the checkpoint's tensor names.
+pub fn load_weights(
+    compiled: &mut Compiled,
+    checkpoint: &Path,
+    map: Option<&str>,
+) -> Result<crate::weights::LoadReport, WeightsError> {
+    use crate::weights::{load, WeightMap};
+    let map = match map {
+        Some(name) if WeightMap::BUILTIN_NAMES.contains(&name) => WeightMap::builtin(name)?,
+        Some(file) => WeightMap::from_file(Path::new(file))?,
+        None => {
+            let names = load::checkpoint_names(checkpoint)?;
+            WeightMap::detect(&names).ok_or_else(|| WeightsError::NoMap {
+                checkpoint: checkpoint.to_path_buf(),
+            })?
+        }
+    };
+    let map = map.with_model(&compiled.model);
+    Ok(load::load_checkpoint(
+        &mut compiled.graph,
+        checkpoint,
+        &map,
+    )?)
+}

@@ -3,6 +3,7 @@
 
 mod build;
 mod inspect;
+mod run;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -33,6 +34,8 @@ enum Command {
     Inspect(inspect::InspectArgs),
     /// Print the model's graph in Graphviz dot format.
     Graph(GraphArgs),
+    /// Run a spec or an ONNX model on token ids or text through ONNX Runtime.
+    Run(Box<run::RunArgs>),
 }
 
 /// The spec to read and which model in it.
@@ -94,8 +97,14 @@ pub fn report_error(err: &anyhow::Error) {
         return;
     }
     eprintln!("error: {err}");
+    // Causes whose text the message above already quotes are not repeated.
+    let mut shown = err.to_string();
     for cause in err.chain().skip(1) {
-        eprintln!("  caused by: {cause}");
+        let text = cause.to_string();
+        if !shown.contains(&text) {
+            eprintln!("  caused by: {text}");
+            shown = text;
+        }
     }
 }
 
@@ -123,6 +132,7 @@ pub fn main() -> ExitCode {
         Command::Check(args) => check(args),
         Command::Inspect(args) => inspect::run(args),
         Command::Graph(args) => graph(args),
+        Command::Run(args) => run::run(*args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

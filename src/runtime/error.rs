@@ -54,6 +54,25 @@ pub enum RuntimeError {
         source: ort::Error,
     },
 
+    /// The model file does not exist.
+    #[error("model file `{}` does not exist", .path.display())]
+    ModelMissing {
+        /// The path given.
+        path: PathBuf,
+    },
+
+    /// A session option (thread count, execution provider) was refused.
+    #[error("could not configure the session for `{}` ({what}): {source}", .path.display())]
+    SessionOptions {
+        /// The model file.
+        path: PathBuf,
+        /// The option, such as `4 intra-op threads` or `the CUDA execution provider`.
+        what: String,
+        /// The error ONNX Runtime reported.
+        #[source]
+        source: ort::Error,
+    },
+
     /// ONNX Runtime rejected the model file.
     #[error("could not load model `{}`: {source}", .path.display())]
     LoadModel {

@@ -41,6 +41,18 @@ impl Session {
             .collect()
     }
 
+    /// The element type each output declares (`f32`, `f16`, ...), in output order.
+    pub fn output_types(&self) -> Vec<String> {
+        self.inner
+            .outputs()
+            .iter()
+            .map(|output| match output.dtype() {
+                ValueType::Tensor { ty, .. } => ty.to_string(),
+                other => other.to_string(),
+            })
+            .collect()
+    }
+
     /// The underlying `ort` session, for uses [`run_f32`] does not cover.
     pub fn ort_session(&mut self) -> &mut ort::session::Session {
         &mut self.inner
@@ -136,6 +148,121 @@ pub fn load_session(path: &Path) -> Result<Session, RuntimeError> {
     Ok(Session {
         inner,
         path: path.to_path_buf(),
+    })
+}
+
+/// Where a session's operators run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Provider {
+    /// ONNX Runtime's default CPU kernels.
+    #[default]
+    Cpu,
+    /// NVIDIA GPUs through the CUDA execution provider (needs the `onnxruntime-gpu` build).
+    Cuda,
+}
+
+impl std::fmt::Display for Provider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Provider::Cpu => "cpu",
+            Provider::Cuda => "cuda",
+        })
+    }
+}
+
+/// How [`load_session_with`] configures a session.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SessionOptions {
+    /// The execution provider asked for.
+    pub provider: Provider,
+    /// Intra-op threads; ONNX Runtime's default (one per core) when `None`.
+    pub intra_threads: Option<usize>,
+}
+
+/// A loaded session, the provider it really runs on, and why that differs from the one asked
+/// for, if it does.
+#[derive(Debug)]
+pub struct LoadedSession {
+    /// The session.
+    pub session: Session,
+    /// The provider in use.
+    pub provider: Provider,
+    /// Set when the provider asked for was unavailable and the session fell back to the CPU.
+    pub fallback: Option<String>,
+}
+
+/// The command that installs the CUDA build of ONNX Runtime tfc is built against.
+pub const CUDA_PACKAGE_HINT: &str = "pip install \"onnxruntime-gpu[cuda,cudnn]==1.31.1\"";
+
+/// Loads the ONNX model at `path` with explicit options. Asking for CUDA from an ONNX Runtime
+/// built without it (the CPU `onnxruntime` wheel) falls back to the CPU and says so in
+/// [`LoadedSession::fallback`]; a CUDA runtime that fails to register (no driver, no cuDNN)
+/// is an error rather than a silent fallback.
+pub fn load_session_with(
+    path: &Path,
+    options: &SessionOptions,
+) -> Result<LoadedSession, RuntimeError> {
+    if !path.is_file() {
+        return Err(RuntimeError::ModelMissing {
+            path: path.to_path_buf(),
+        });
+    }
+    let env = ort_env::environment(None)?;
+    let option_error = |what: String| {
+        move |source: ort::Error<ort::session::builder::SessionBuilder>| {
+            RuntimeError::SessionOptions {
+                path: path.to_path_buf(),
+                what,
+                source: source.into(),
+            }
+        }
+    };
+    let mut builder =
+        ort::session::Session::builder(env).map_err(|source| RuntimeError::LoadModel {
+            path: path.to_path_buf(),
+            source,
+        })?;
+    if let Some(threads) = options.intra_threads {
+        builder = builder
+            .with_intra_threads(threads)
+            .map_err(option_error(format!("{threads} intra-op threads")))?;
+    }
+
+    // The execution provider.
+    let mut provider = Provider::Cpu;
+    let mut fallback = None;
+    if options.provider == Provider::Cuda {
+        use ort::ep::ExecutionProvider;
+        let available = ort::ep::CUDA::is_available().unwrap_or(false);
+        if available {
+            builder = builder
+                .with_execution_providers([ort::ep::CUDA::default().build().error_on_failure()])
+                .map_err(option_error("the CUDA execution provider".to_string()))?;
+            provider = Provider::Cuda;
+        } else {
+            let library = ort_env::loaded_library()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default();
+            fallback = Some(format!(
+                "the ONNX Runtime at {library} has no CUDA support; running on the CPU \
+                 (for the GPU: {CUDA_PACKAGE_HINT}, in place of `onnxruntime`)"
+            ));
+        }
+    }
+
+    let inner = builder
+        .commit_from_file(path)
+        .map_err(|source| RuntimeError::LoadModel {
+            path: path.to_path_buf(),
+            source,
+        })?;
+    Ok(LoadedSession {
+        session: Session {
+            inner,
+            path: path.to_path_buf(),
+        },
+        provider,
+        fallback,
     })
 }
 

@@ -61,7 +61,10 @@ fn group_of(parts: &[&str]) -> String {
     match parts {
         [stack, layers, index, ..] if *layers == "layers" => format!("{stack}.layers.{index}"),
         [stack, layer, ..] if layer.starts_with("layers.") => format!("{stack}.{layer}"),
+        [first, ..] if *first == "embeddings" => first.to_string(),
         [first, second, ..] if *first == "heads" => format!("heads.{second}"),
+        // `encoder.final_norm.weight` and `/decoder/final_norm/...` alike.
+        [first, second, _, ..] => format!("{first}.{second}"),
         [first, ..] => first.to_string(),
         [] => String::new(),
     }

@@ -14,11 +14,10 @@ use std::path::{Path, PathBuf};
 
 use ndarray::{ArrayD, Dimension, IxDyn};
 use safetensors::{Dtype, SafeTensors};
-use tfc::driver::{compile, CompileOptions, Compiled};
+use tfc::driver::{compile, load_weights, CompileOptions, Compiled};
 use tfc::emit::{emit, EmitOptions};
 use tfc::model::FloatType;
 use tfc::runtime::{load_session, run_f32, NamedInput};
-use tfc::weights::{load_checkpoint, WeightMap};
 
 /// The repository root.
 pub fn root() -> PathBuf {
@@ -100,7 +99,9 @@ impl FixtureIo {
 }
 
 /// Compiles `model` of the spec at `spec` in `dtype` and fills its weights
-/// from `checkpoint` through the built-in weight map `map`.
+/// from `checkpoint` as `tfc build --weights` does, letting the weight map be
+/// detected from the checkpoint's tensor names; the detected map must be
+/// `map`, and every graph weight must come from the checkpoint.
 pub fn compile_with_checkpoint(
     spec: &Path,
     model: &str,
@@ -114,11 +115,20 @@ pub fn compile_with_checkpoint(
         ..CompileOptions::default()
     };
     let mut compiled = compile(spec, &opts).unwrap_or_else(|e| panic!("{}: {e}", spec.display()));
-    let map = WeightMap::builtin(map)
-        .unwrap_or_else(|e| panic!("weight map {map}: {e}"))
-        .with_model(&compiled.model);
-    load_checkpoint(&mut compiled.graph, checkpoint, &map)
+    let report = load_weights(&mut compiled, checkpoint, None)
         .unwrap_or_else(|e| panic!("{}: {e}", checkpoint.display()));
+    assert_eq!(
+        report.map,
+        map,
+        "{}: detected weight map",
+        checkpoint.display()
+    );
+    assert_eq!(
+        report.loaded,
+        compiled.graph.weights().len(),
+        "{}: weights left random",
+        checkpoint.display()
+    );
     compiled
 }
 

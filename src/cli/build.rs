@@ -19,8 +19,8 @@ pub enum EmitKind {
     Ir,
 }
 
-/// Where the weights come from.
-#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+/// Where the weights come from: `random`, `none` or a checkpoint path.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum WeightsArg {
     /// Seeded random initialisation as Hugging Face does it (normal, std 0.02;
     /// norm weights 1, biases 0).
@@ -28,6 +28,21 @@ pub enum WeightsArg {
     /// No weights: the graph only, with each weight as a graph input (for
     /// inspecting huge models).
     None,
+    /// A Hugging Face checkpoint: a `.safetensors` file, a sharded index or a
+    /// model folder.
+    Checkpoint(PathBuf),
+}
+
+impl std::str::FromStr for WeightsArg {
+    type Err = std::convert::Infallible;
+
+    fn from_str(text: &str) -> Result<WeightsArg, Self::Err> {
+        Ok(match text {
+            "random" => WeightsArg::Random,
+            "none" => WeightsArg::None,
+            path => WeightsArg::Checkpoint(PathBuf::from(path)),
+        })
+    }
 }
 
 /// When weights go to a separate `.onnx.data` file.
@@ -58,9 +73,15 @@ pub struct BuildArgs {
     /// Element type of weights and activations (overrides the spec's dtype).
     #[arg(long, value_enum)]
     dtype: Option<DTypeArg>,
-    /// Where the weights come from.
-    #[arg(long, value_enum, default_value_t = WeightsArg::Random)]
+    /// Where the weights come from: `random` (seeded), `none` (weights become
+    /// graph inputs) or a Hugging Face checkpoint (a .safetensors file or a
+    /// model folder).
+    #[arg(long, default_value = "random", value_name = "random|none|PATH")]
     weights: WeightsArg,
+    /// Weight map for a checkpoint: a built-in name (bert, gpt2, llama, t5,
+    /// bart, bloom) or a YAML file (default: detected from the tensor names).
+    #[arg(long, value_name = "NAME|FILE")]
+    weight_map: Option<String>,
     /// When weights go to a separate `OUT.onnx.data` file.
     #[arg(long, value_enum, default_value_t = ExternalArg::Auto)]
     external_data: ExternalArg,
@@ -69,13 +90,27 @@ pub struct BuildArgs {
 /// Runs `tfc build`.
 pub fn run(args: BuildArgs) -> anyhow::Result<()> {
     let start = Instant::now();
-    let compiled = tfc::driver::compile(&args.spec.spec, &compile_options(&args.spec, args.dtype))?;
+    let mut compiled =
+        tfc::driver::compile(&args.spec.spec, &compile_options(&args.spec, args.dtype))?;
     tracing::info!(
         "compiled `{}`: {} nodes, {} parameters",
         compiled.model.name,
         compiled.graph.g.node_count(),
         compiled.graph.parameter_count()
     );
+
+    match &args.weights {
+        WeightsArg::Checkpoint(checkpoint) => {
+            let map = args.weight_map.as_deref();
+            let report = tfc::driver::load_weights(&mut compiled, checkpoint, map)
+                .with_context(|| format!("could not load weights from {}", checkpoint.display()))?;
+            tracing::info!("{report}");
+        }
+        _ if args.weight_map.is_some() => {
+            anyhow::bail!("--weight-map needs a checkpoint: add `--weights PATH`")
+        }
+        _ => {}
+    }
 
     if args.emit == EmitKind::Ir {
         let text = tfc::ir::print(&compiled.graph)?;
@@ -87,8 +122,8 @@ pub fn run(args: BuildArgs) -> anyhow::Result<()> {
     };
     let opts = EmitOptions {
         seed: args.seed,
-        weights: match args.weights {
-            WeightsArg::Random => WeightMode::Random,
+        weights: match &args.weights {
+            WeightsArg::Random | WeightsArg::Checkpoint(_) => WeightMode::Random,
             WeightsArg::None => WeightMode::None,
         },
         external_data: match args.external_data {

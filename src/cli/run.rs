@@ -214,10 +214,9 @@ fn summary(report: &RunReport, labels: Vec<String>) -> String {
     text += &summarize(&report.outputs, &report.summary_context(labels));
 
     let t = report.timing;
-    let compile = if t.compile_ms > 0.0 {
-        format!("compile {:.1} ms, ", t.compile_ms)
-    } else {
-        String::new()
+    let compile = match t.compile_ms {
+        Some(ms) => format!("compile {ms:.1} ms, "),
+        None => String::new(),
     };
     text += &format!(
         "\n{compile}load {:.1} ms, run {:.1} ms\n",

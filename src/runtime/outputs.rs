@@ -365,7 +365,7 @@ fn quote(text: &str, max_chars: usize) -> String {
 }
 
 /// Every output as JSON: `{name, dtype, shape, values}` with `values` flattened in row-major
-/// order.
+/// order (non-finite values become `null`).
 pub fn outputs_json(outputs: &[RunOutput]) -> serde_json::Value {
     let list: Vec<serde_json::Value> = outputs
         .iter()
@@ -374,7 +374,10 @@ pub fn outputs_json(outputs: &[RunOutput]) -> serde_json::Value {
                 .array
                 .iter()
                 .map(|&v| {
-                    serde_json::Number::from_f64(f64::from(v))
+                    // Through the shortest decimal that reads back as the same f32, so the
+                    // JSON shows `0.1`, not the f64 widening `0.10000000149011612`.
+                    let shortest = v.to_string().parse::<f64>().unwrap_or(f64::NAN);
+                    serde_json::Number::from_f64(shortest)
                         .map_or(serde_json::Value::Null, serde_json::Value::Number)
                 })
                 .collect();

@@ -114,8 +114,8 @@ pub struct RunRequest {
 /// Wall-clock time of each step, in milliseconds.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Timing {
-    /// Compiling and emitting the spec (0 for an ONNX file).
-    pub compile_ms: f64,
+    /// Compiling and emitting the spec (`None` for an ONNX file).
+    pub compile_ms: Option<f64>,
     /// Loading the model into ONNX Runtime.
     pub load_ms: f64,
     /// The run itself.
@@ -249,7 +249,9 @@ pub fn run_model(request: &RunRequest) -> Result<RunReport, RunError> {
     // The model file.
     let start = Instant::now();
     let emitted = compile_and_emit(&request.source)?;
-    let compile_ms = start.elapsed().as_secs_f64() * 1e3;
+    let compile_ms = emitted
+        .is_some()
+        .then(|| start.elapsed().as_secs_f64() * 1e3);
     let (model_file, model) = match (&emitted, &request.source) {
         (Some(e), _) => (e.path.clone(), Some(&e.model)),
         (None, ModelSource::Onnx(path)) => (path.clone(), None),

@@ -506,3 +506,24 @@ fn missing_checkpoint_path() {
     let err = load_checkpoint(&mut graph, dir.path(), &bert_map()).expect_err("empty folder");
     assert!(err.to_string().contains("holds neither"), "{err}");
 }
+
+#[test]
+fn two_heads_cannot_share_one_classifier() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let spec = dir.path().join("two_heads.tfm");
+    let base = std::fs::read_to_string(root().join("tests/specs/bert.tfm")).expect("spec");
+    let extra = "\nmodel two_taggers = bert_fixture {\n  heads {\n    \
+                 a = token_classification { num_labels = 5 }\n    \
+                 b = token_classification { num_labels = 5 }\n  }\n}\n";
+    std::fs::write(&spec, format!("{base}{extra}")).expect("writes");
+    let opts = CompileOptions {
+        model: Some("two_taggers".to_string()),
+        ..CompileOptions::default()
+    };
+    let mut c = compile(&spec, &opts).unwrap_or_else(|e| panic!("{e}"));
+    let err =
+        load_checkpoint(&mut c.graph, &fixture("bert_tokcls"), &bert_map()).expect_err("ambiguous");
+    insta::assert_snapshot!(err
+        .to_string()
+        .replace(&root().display().to_string(), "<root>"));
+}

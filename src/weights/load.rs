@@ -361,15 +361,17 @@ impl Loader<'_> {
             // Keep checking the rest, but stop holding data for the graph.
             self.loaded.clear();
         }
-        let mut data = values.to_vec();
+        let mut transformed: Option<Vec<f32>> = None;
         let mut shape = view.shape.clone();
         for t in &rule.transforms {
-            match apply(t, data, &shape, self.map) {
-                Ok((d, s)) => (data, shape) = (d, s),
+            let input = transformed.as_deref().unwrap_or(&values);
+            match apply(t, input, &shape, self.map) {
+                Ok((d, s)) => (transformed, shape) = (Some(d), s),
                 Err(e) => return self.transform_problem(w, source, &view.shape, e),
             }
         }
-        let Some(bytes) = self.encode(source, &data, w.dtype, view.dtype) else {
+        let data = transformed.as_deref().unwrap_or(&values);
+        let Some(bytes) = self.encode(source, data, w.dtype, view.dtype) else {
             return;
         };
         if self.problems.is_empty() {
@@ -906,7 +908,7 @@ fn out_shape(
 /// Applies `t` to row-major `data` of `shape`.
 fn apply(
     t: &Transform,
-    data: Vec<f32>,
+    data: &[f32],
     shape: &[usize],
     map: &WeightMap,
 ) -> Result<(Vec<f32>, Vec<usize>), TransformError> {
@@ -914,8 +916,8 @@ fn apply(
     let inner = |axis: usize| shape.get(axis + 1..).map_or(1, |s| s.iter().product());
     let outer = |axis: usize| shape.get(..axis).map_or(1, |s| s.iter().product::<usize>());
     let data = match t {
-        Transform::Transpose => permute(&data, shape, &[1, 0]),
-        Transform::Permute(perm) => permute(&data, shape, perm),
+        Transform::Transpose => transpose(data, shape[0], shape[1]),
+        Transform::Permute(perm) => permute(data, shape, perm),
         Transform::Split { axis, parts, index } => {
             let n = shape[*axis];
             let groups = Groups {
@@ -923,7 +925,7 @@ fn apply(
                 parts: *parts,
                 width: n / parts,
             };
-            groups.pick(&data, outer(*axis), n * inner(*axis), inner(*axis), *index)
+            groups.pick(data, outer(*axis), n * inner(*axis), inner(*axis), *index)
         }
         Transform::SplitHeads {
             axis,
@@ -937,9 +939,9 @@ fn apply(
                 parts: *parts,
                 width,
             };
-            groups.pick(&data, outer(*axis), n * inner(*axis), inner(*axis), *index)
+            groups.pick(data, outer(*axis), n * inner(*axis), inner(*axis), *index)
         }
-        Transform::Reshape(_) => data,
+        Transform::Reshape(_) => data.to_vec(),
     };
     Ok((data, out))
 }
@@ -968,6 +970,25 @@ impl Groups {
         }
         out
     }
+}
+
+/// `[rows, cols]` → `[cols, rows]`, in tiles so both sides stay in cache.
+fn transpose(data: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    const TILE: usize = 32;
+    let mut out = vec![0f32; data.len()];
+    for r0 in (0..rows).step_by(TILE) {
+        for c0 in (0..cols).step_by(TILE) {
+            for r in r0..(r0 + TILE).min(rows) {
+                for c in c0..(c0 + TILE).min(cols) {
+                    if let (Some(o), Some(v)) = (out.get_mut(c * rows + r), data.get(r * cols + c))
+                    {
+                        *o = *v;
+                    }
+                }
+            }
+        }
+    }
+    out
 }
 
 /// Row-major axis permutation: output axis `k` is input axis `perm[k]`.
@@ -1004,6 +1025,7 @@ mod tests {
     }
 
     fn run(t: &str, data: Vec<f32>, shape: &[usize]) -> (Vec<f32>, Vec<usize>) {
+        let data = data.as_slice();
         let yaml = format!(
             "family: t\nvars: {{head_dim: 2}}\nrules: [{{target: a, source: b, transform: [{t}]}}]"
         );
@@ -1021,6 +1043,12 @@ mod tests {
         assert_eq!((d, s), (vec![1., 4., 2., 5., 3., 6.], vec![3, 2]));
         let (d, s) = run("{permute: [1, 0]}", vec![1., 2., 3., 4., 5., 6.], &[3, 2]);
         assert_eq!((d, s), (vec![1., 3., 5., 2., 4., 6.], vec![2, 3]));
+    }
+
+    #[test]
+    fn tiled_transpose_matches_permute() {
+        let data: Vec<f32> = (0..40 * 70).map(|v| v as f32).collect();
+        assert_eq!(transpose(&data, 40, 70), permute(&data, &[40, 70], &[1, 0]));
     }
 
     #[test]

@@ -35,6 +35,13 @@ pub struct Model {
     pub dtype: FloatType,
     /// Token id used for padding, if the spec names one (`pad_token_id`).
     pub pad_token_id: Option<u64>,
+    /// Token that starts a sequence (`bos_token_id`), if any.
+    pub bos_token_id: Option<u64>,
+    /// Token that ends generation (`eos_token_id`), if any.
+    pub eos_token_id: Option<u64>,
+    /// First decoder token of an encoder–decoder (`decoder_start_token_id`);
+    /// generation falls back to the pad id when unset, as Hugging Face does.
+    pub decoder_start_token_id: Option<u64>,
     /// Token, segment and position embeddings.
     pub embeddings: Embeddings,
     /// Bidirectional stack, present for encoder-only and encoder–decoder models.

@@ -18,6 +18,9 @@ const MODEL_KEYS: &[&str] = &[
     "hidden_size",
     "dtype",
     "pad_token_id",
+    "bos_token_id",
+    "eos_token_id",
+    "decoder_start_token_id",
     "tie_word_embeddings",
     "shared_embeddings",
     "inputs",
@@ -113,6 +116,9 @@ fn read_model(ev: &mut Evaluator<'_>, name: &Ident, body: &Block) -> Result<Mode
     let dtypes = [("fp32", FloatType::F32), ("fp16", FloatType::F16)];
     let dtype = m.enumeration(ev, "dtype", &dtypes, Some(FloatType::F32), "dtype");
     let pad = m.index(ev, "pad_token_id");
+    let bos = m.index(ev, "bos_token_id");
+    let eos = m.index(ev, "eos_token_id");
+    let start = m.index(ev, "decoder_start_token_id");
     let tie = m.bool(ev, "tie_word_embeddings", false);
     let trunk = Trunk {
         hidden: hidden.ok(),
@@ -155,19 +161,31 @@ fn read_model(ev: &mut Evaluator<'_>, name: &Ident, body: &Block) -> Result<Mode
     let shared = m.bool(ev, "shared_embeddings", both);
     check_stacks(ev, &m, name, encoder.as_ref(), decoder.as_ref())?;
     let vocab = vocab?;
-    let pad = pad?;
-    if let Some(p) = pad {
+    let (pad, bos, eos, start) = (pad?, bos?, eos?, start?);
+    let special = [
+        ("pad_token_id", pad),
+        ("bos_token_id", bos),
+        ("eos_token_id", eos),
+        ("decoder_start_token_id", start),
+    ];
+    let mut out_of_range = false;
+    for (key, id) in special {
+        let Some(p) = id else { continue };
         if p >= vocab {
-            let msg = format!("`pad_token_id` {p} is outside the vocabulary of {vocab} tokens");
+            let msg = format!("`{key}` {p} is outside the vocabulary of {vocab} tokens");
             let d = Diagnostic::error(
                 codes::TOKEN_OUT_OF_RANGE,
                 msg,
-                m.value_span("pad_token_id"),
+                m.value_span(key),
                 "not a valid token id",
             )
             .with_help(format!("token ids run from 0 to {}", vocab - 1));
-            return Err(ev.report(d));
+            ev.report(d);
+            out_of_range = true;
         }
+    }
+    if out_of_range {
+        return Err(Reported);
     }
 
     Ok(Model {
@@ -177,6 +195,9 @@ fn read_model(ev: &mut Evaluator<'_>, name: &Ident, body: &Block) -> Result<Mode
         hidden_size: hidden?,
         dtype: dtype?,
         pad_token_id: pad,
+        bos_token_id: bos,
+        eos_token_id: eos,
+        decoder_start_token_id: start,
         embeddings: Embeddings {
             type_vocab_size: type_vocab?,
             scale: emb_scale?,

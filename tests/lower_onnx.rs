@@ -174,10 +174,7 @@ fn variants() -> Vec<Model> {
 
 #[test]
 fn tiny_models_pass_the_onnx_checker_and_run() {
-    let Some(python) = python() else {
-        eprintln!("skipped: no python with onnx and onnxruntime (run scripts/setup.sh)");
-        return;
-    };
+    let python = python().expect("a python with onnx and onnxruntime (run scripts/setup.sh)");
     let dir = tempfile::tempdir().expect("temp dir");
     let mut paths = Vec::new();
     for model in models() {

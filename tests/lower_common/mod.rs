@@ -123,6 +123,9 @@ pub fn bert(heads: Vec<Head>) -> Model {
         hidden_size: H,
         dtype: FloatType::F32,
         pad_token_id: Some(0),
+        bos_token_id: None,
+        eos_token_id: None,
+        decoder_start_token_id: None,
         embeddings: Embeddings {
             type_vocab_size: Some(T),
             scale: None,
@@ -187,6 +190,9 @@ pub fn llama() -> Model {
         hidden_size: H,
         dtype: FloatType::F32,
         pad_token_id: None,
+        bos_token_id: None,
+        eos_token_id: None,
+        decoder_start_token_id: None,
         embeddings: Embeddings {
             type_vocab_size: None,
             scale: None,
@@ -259,6 +265,9 @@ pub fn t5() -> Model {
         hidden_size: d_model,
         dtype: FloatType::F32,
         pad_token_id: Some(0),
+        bos_token_id: None,
+        eos_token_id: None,
+        decoder_start_token_id: None,
         embeddings: Embeddings {
             type_vocab_size: None,
             scale: None,
@@ -328,6 +337,9 @@ pub fn bloom() -> Model {
         hidden_size: hidden,
         dtype: FloatType::F32,
         pad_token_id: Some(3),
+        bos_token_id: None,
+        eos_token_id: None,
+        decoder_start_token_id: None,
         embeddings: Embeddings {
             type_vocab_size: None,
             scale: None,
@@ -400,6 +412,9 @@ pub fn marian() -> Model {
         hidden_size: H,
         dtype: FloatType::F32,
         pad_token_id: Some(0),
+        bos_token_id: None,
+        eos_token_id: None,
+        decoder_start_token_id: None,
         embeddings: Embeddings {
             type_vocab_size: None,
             scale: Some((H as f64).sqrt()),

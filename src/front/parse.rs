@@ -492,7 +492,26 @@ fn depth(e: &Expr) -> usize {
 }
 
 /// Applies one operator to the top of the output stack; returns the new depth.
+///
+/// A result deeper than [`MAX_EXPR_DEPTH`] is kept as an `Invalid` leaf
+/// (with its depth, so the caller reports it): a tree of a long operator
+/// chain is never built, so it is never dropped recursively either.
 fn reduce(file: FileId, out: &mut Vec<(Expr, usize)>, op: Op) -> usize {
+    let d = reduce_once(file, out, op);
+    if d > MAX_EXPR_DEPTH {
+        if let Some((e, _)) = out.pop() {
+            let invalid = Expr {
+                kind: ExprKind::Invalid,
+                span: e.span,
+            };
+            out.push((invalid, d));
+        }
+    }
+    d
+}
+
+/// Pops the operands of `op`, pushes the node, and returns its depth.
+fn reduce_once(file: FileId, out: &mut Vec<(Expr, usize)>, op: Op) -> usize {
     match op {
         Op::Neg(start) => {
             let Some((e, d)) = out.pop() else { return 0 };

@@ -11,8 +11,11 @@ use super::span::Span;
 
 /// Largest size accepted anywhere (2^40): keeps every later product in range.
 pub const MAX_SIZE: u64 = 1 << 40;
-/// Largest number of layers accepted.
-pub const MAX_LAYERS: u64 = 100_000;
+/// Largest number of layers of one stack. Lowering writes out every layer,
+/// so this bounds the size of the graph (about 60 nodes per layer).
+pub const MAX_LAYERS: u64 = 1024;
+/// Largest total parameter count of a model (2^40, 4 TiB of fp32 weights).
+pub const MAX_PARAMETERS: u64 = 1 << 40;
 
 /// The options of a variant written without a block (`position = alibi`).
 pub static EMPTY_BLOCK: Block = Block {

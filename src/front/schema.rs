@@ -9,7 +9,7 @@
 use super::ast::{Block, Ident};
 use super::diag::{codes, Diagnostic};
 use super::eval::{Evaluator, Lets, Reported};
-use super::reader::{Reader, EMPTY_BLOCK, MAX_LAYERS, MAX_SIZE};
+use super::reader::{Reader, EMPTY_BLOCK, MAX_LAYERS, MAX_PARAMETERS, MAX_SIZE};
 use super::span::Span;
 use crate::model::*;
 
@@ -188,7 +188,7 @@ fn read_model(ev: &mut Evaluator<'_>, name: &Ident, body: &Block) -> Result<Mode
         return Err(Reported);
     }
 
-    Ok(Model {
+    let model = Model {
         name: name.name.clone(),
         span: name.span,
         vocab_size: vocab,
@@ -209,7 +209,65 @@ fn read_model(ev: &mut Evaluator<'_>, name: &Ident, body: &Block) -> Result<Mode
         heads: heads?,
         dims: dims?,
         inputs: inputs?,
-    })
+    };
+    check_parameters(ev, &model)?;
+    Ok(model)
+}
+
+/// A lower bound on the parameter count (embeddings, the LM head and the
+/// projections of every layer; norms, biases and small heads left out) and
+/// the element count of the largest of those matrices.
+fn parameter_floor(m: &Model) -> (u128, u128) {
+    let h = u128::from(m.hidden_size);
+    let mut largest = 0u128;
+    let mut matrix = |rows: u128, cols: u128| {
+        largest = largest.max(rows * cols);
+        rows * cols
+    };
+    let embedding = matrix(u128::from(m.vocab_size), h);
+    let untied_lm_head = m
+        .heads
+        .iter()
+        .any(|hd| matches!(hd.kind, HeadKind::LanguageModel { .. }))
+        && !m.tie_word_embeddings;
+    let mut total = if untied_lm_head {
+        2 * embedding
+    } else {
+        embedding
+    };
+    for s in m.encoder.iter().chain(m.decoder.iter()) {
+        let mut layer = 0;
+        for a in std::iter::once(&s.attention).chain(s.cross_attention.as_ref()) {
+            let d = u128::from(a.head_dim);
+            let (q, kv) = (u128::from(a.heads) * d, u128::from(a.kv_heads) * d);
+            layer += 2 * matrix(h, q) + 2 * matrix(h, kv);
+        }
+        let ff = &s.feed_forward;
+        let projections = if ff.activation.is_gated() { 3 } else { 2 };
+        layer += projections * matrix(h, u128::from(ff.intermediate_size));
+        total += u128::from(s.layers) * layer;
+    }
+    (total, largest)
+}
+
+/// Reports a model with more than [`MAX_PARAMETERS`] parameters in all
+/// whose weights are each within [`MAX_SIZE`] (an oversized weight has been
+/// reported already).
+fn check_parameters(ev: &mut Evaluator<'_>, m: &Model) -> Result<(), Reported> {
+    let (count, largest) = parameter_floor(m);
+    if count <= u128::from(MAX_PARAMETERS) || largest > u128::from(MAX_SIZE) {
+        return Ok(());
+    }
+    let msg = format!(
+        "model `{}` is too large: at least {count} parameters",
+        m.name
+    );
+    let label = format!("more than {MAX_PARAMETERS} parameters in all");
+    let d = Diagnostic::error(codes::TOO_LARGE, msg, m.span, label).with_help(
+        "a model may have at most 2^40 parameters; reduce `layers`, `hidden_size` or \
+         `intermediate_size`",
+    );
+    Err(ev.report(d))
 }
 
 fn key_span(r: &Reader<'_>, key: &str) -> Span {

@@ -9,6 +9,7 @@ pub mod driver;
 pub mod emit;
 pub mod front;
 pub mod inspect;
+pub mod interrupt;
 pub mod ir;
 pub mod lower;
 pub mod model;

@@ -133,6 +133,7 @@ pub fn run(args: BuildArgs) -> anyhow::Result<()> {
         },
         ..EmitOptions::default()
     };
+    super::stop_on_interrupt();
     let report = emit::emit(&compiled.graph, &opts, &out)
         .with_context(|| format!("could not write {}", out.display()))?;
     print_summary(&report, &out, start);

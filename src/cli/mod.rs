@@ -138,7 +138,40 @@ pub fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             report_error(&err);
-            ExitCode::FAILURE
+            let interrupted = err
+                .downcast_ref::<tfc::emit::EmitError>()
+                .is_some_and(|e| matches!(e, tfc::emit::EmitError::Interrupted));
+            if interrupted {
+                ExitCode::from(EXIT_INTERRUPTED)
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+    }
+}
+
+/// Exit status after Ctrl-C, as shells report a process killed by SIGINT.
+const EXIT_INTERRUPTED: u8 = 130;
+
+/// From here on, the first SIGINT or SIGTERM asks the library to stop at its
+/// next check (temporary files are removed, outputs left as they were); a
+/// second one exits at once.
+pub fn stop_on_interrupt() {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    use signal_hook::flag;
+    let stop = tfc::interrupt::flag();
+    for signal in [SIGINT, SIGTERM] {
+        // Registered in this order, a repeated signal finds the flag set and exits.
+        let registered = flag::register_conditional_shutdown(
+            signal,
+            i32::from(EXIT_INTERRUPTED),
+            std::sync::Arc::clone(&stop),
+        )
+        .and_then(|_| flag::register(signal, std::sync::Arc::clone(&stop)));
+        if let Err(e) = registered {
+            tracing::warn!(
+                "cannot handle signal {signal}: {e}; an interrupt may leave temporary files"
+            );
         }
     }
 }

@@ -160,6 +160,10 @@ pub enum EmitError {
         /// Size the single file would have.
         bytes: u64,
     },
+    /// An interrupt was requested ([`crate::interrupt`]) while writing; no
+    /// output file was changed and the temporary files were removed.
+    #[error("interrupted; no output file was changed")]
+    Interrupted,
     /// Writing an output file failed.
     #[error("cannot write {}: {source}", path.display())]
     Io {

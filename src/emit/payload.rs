@@ -6,7 +6,9 @@
 //! `w, w + n, w + 2n, …` of the whole file and hands each to the writer over
 //! its own bounded channel, so the writer receives them in file order while
 //! the workers run ahead by a few blocks. Memory stays at a few blocks per
-//! worker, and the bytes are the same for any number of workers.
+//! worker, and the bytes are the same for any number of workers. The
+//! writer checks [`crate::interrupt`] before every piece and block and stops
+//! with [`EmitError::Interrupted`] when asked to.
 
 use std::io::Write;
 use std::sync::mpsc::{sync_channel, Receiver};
@@ -26,6 +28,11 @@ pub(crate) enum Piece<'a> {
     Bytes(Vec<u8>),
     /// The payload of a tensor.
     Payload(&'a Tensor),
+}
+
+/// Fails once an interrupt was requested.
+fn check_interrupt() -> Result<(), EmitError> {
+    crate::interrupt::check().map_err(|_| EmitError::Interrupted)
 }
 
 /// Whether a tensor's payload is generated block by block.
@@ -76,12 +83,14 @@ pub(crate) fn write_pieces<W: Write>(
 
         let mut k = 0usize;
         for piece in pieces {
+            check_interrupt()?;
             match piece {
                 Piece::Bytes(b) => out.write_all(b).map_err(&io)?,
                 Piece::Payload(t) if !generated(t) => t.write_bytes(seed, out)?,
                 Piece::Payload(t) => {
                     let mut written = 0u64;
                     for _ in 0..block_count(&t.dims) {
+                        check_interrupt()?;
                         let block = rx[k % threads].recv().map_err(|_| {
                             io(std::io::Error::other("a weight generator thread failed"))
                         })??;
@@ -106,12 +115,14 @@ fn write_serial<W: Write>(
 ) -> Result<(), EmitError> {
     let mut buf = Vec::new();
     for piece in pieces {
+        check_interrupt()?;
         match piece {
             Piece::Bytes(b) => out.write_all(b).map_err(&io)?,
             Piece::Payload(t) if !generated(t) => t.write_bytes(seed, out)?,
             Piece::Payload(t) => {
                 let mut written = 0u64;
                 for b in 0..block_count(&t.dims) {
+                    check_interrupt()?;
                     buf.clear();
                     fill_block(&t.name, t.dtype, &t.dims, &t.init, seed, b, &mut buf)?;
                     written += buf.len() as u64;

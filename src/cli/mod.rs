@@ -2,6 +2,7 @@
 //! prints; errors go to stderr with a non-zero exit status.
 
 mod build;
+mod generate;
 mod inspect;
 mod run;
 
@@ -36,6 +37,8 @@ enum Command {
     Graph(GraphArgs),
     /// Run a spec or an ONNX model on token ids or text through ONNX Runtime.
     Run(Box<run::RunArgs>),
+    /// Generate tokens from a prompt (greedy, beam search or sampling), streaming them.
+    Generate(Box<generate::GenerateArgs>),
 }
 
 /// The spec to read and which model in it.
@@ -133,6 +136,7 @@ pub fn main() -> ExitCode {
         Command::Inspect(args) => inspect::run(args),
         Command::Graph(args) => graph(args),
         Command::Run(args) => run::run(*args),
+        Command::Generate(args) => generate::run(*args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

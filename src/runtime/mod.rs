@@ -7,6 +7,7 @@
 //! outputs with a readable summary ([`outputs`]) out; [`inputs`] prepares the token arrays.
 
 mod error;
+pub mod generate;
 pub mod inputs;
 pub mod ort_env;
 pub mod outputs;

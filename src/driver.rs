@@ -9,6 +9,7 @@ use crate::front::{self, SourceMap};
 use crate::ir::{self, Graph, IrError};
 use crate::lower::{self, LowerError};
 use crate::model::{FloatType, Model};
+use crate::passes::{self, OptLevel, PassError, PassOptions, PassReport};
 
 /// Choices that change what is compiled.
 #[derive(Debug, Clone, Default)]
@@ -19,6 +20,10 @@ pub struct CompileOptions {
     pub dtype: Option<FloatType>,
     /// Render diagnostics with colour.
     pub color: bool,
+    /// Optimisation level of the pass pipeline (default `-O2`).
+    pub opt_level: OptLevel,
+    /// Passes to skip, by name.
+    pub disabled_passes: Vec<String>,
 }
 
 /// A failed compilation.
@@ -38,6 +43,9 @@ pub enum CompileError {
     /// The graph failed verification (a compiler bug).
     #[error("internal compiler error: {0}")]
     Ir(#[from] IrError),
+    /// The optimiser was misconfigured or a pass failed.
+    #[error(transparent)]
+    Pass(#[from] PassError),
 }
 
 /// A compiled model: its resolved description and its verified graph.
@@ -65,12 +73,29 @@ pub fn resolve(path: &Path, opts: &CompileOptions) -> Result<Model, CompileError
     Ok(model)
 }
 
-/// Runs the front end and lowering, and verifies the graph.
+/// Runs the front end, lowering and the optimiser, verifying the graph
+/// after each.
 pub fn compile(path: &Path, opts: &CompileOptions) -> Result<Compiled, CompileError> {
+    Ok(compile_with_report(path, opts, None)?.0)
+}
+
+/// Like [`compile`], also returning what the optimiser did and, when
+/// `snapshot_after` names a pass, the graph right after its first run.
+pub fn compile_with_report(
+    path: &Path,
+    opts: &CompileOptions,
+    snapshot_after: Option<&str>,
+) -> Result<(Compiled, PassReport), CompileError> {
     let model = resolve(path, opts)?;
-    let graph = lower::lower(&model)?;
+    let mut graph = lower::lower(&model)?;
     ir::verify(&graph)?;
-    Ok(Compiled { model, graph })
+    let pass_opts = PassOptions {
+        level: opts.opt_level,
+        disabled: opts.disabled_passes.clone(),
+        snapshot_after: snapshot_after.map(str::to_string),
+    };
+    let report = passes::optimize(&mut graph, &pass_opts)?;
+    Ok((Compiled { model, graph }, report))
 }
 
 /// Why a checkpoint could not be loaded into a compiled model.

@@ -13,5 +13,6 @@ pub mod interrupt;
 pub mod ir;
 pub mod lower;
 pub mod model;
+pub mod passes;
 pub mod runtime;
 pub mod weights;

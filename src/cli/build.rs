@@ -8,7 +8,7 @@ use clap::{Args, ValueEnum};
 use tfc::emit::{self, EmitOptions, ExternalData, WeightMode};
 use tfc::inspect::{human_bytes, human_count};
 
-use super::{compile_options, write_output, DTypeArg, SpecArgs};
+use super::{compile_options, write_output, DTypeArg, OptArgs, SpecArgs};
 
 /// What `tfc build` writes.
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -61,6 +61,11 @@ pub enum ExternalArg {
 pub struct BuildArgs {
     #[command(flatten)]
     spec: SpecArgs,
+    #[command(flatten)]
+    opt: OptArgs,
+    /// With `--emit ir`: print the IR right after the first run of this pass.
+    #[arg(long, value_name = "PASS")]
+    after: Option<String>,
     /// Output file (`.onnx`; for `--emit ir`, a text file; default: standard output).
     #[arg(short, long)]
     output: Option<PathBuf>,
@@ -90,8 +95,16 @@ pub struct BuildArgs {
 /// Runs `tfc build`.
 pub fn run(args: BuildArgs) -> anyhow::Result<()> {
     let start = Instant::now();
-    let mut compiled =
-        tfc::driver::compile(&args.spec.spec, &compile_options(&args.spec, args.dtype))?;
+    let options = args.opt.apply(compile_options(&args.spec, args.dtype));
+    if args.after.is_some() && args.emit != EmitKind::Ir {
+        anyhow::bail!("--after shows the IR: add `--emit ir`");
+    }
+    let (mut compiled, passes) =
+        tfc::driver::compile_with_report(&args.spec.spec, &options, args.after.as_deref())?;
+    if let Some(snapshot) = passes.snapshot {
+        let text = tfc::ir::print(&snapshot)?;
+        return write_output(args.output.as_deref(), &text);
+    }
     tracing::info!(
         "compiled `{}`: {} nodes, {} parameters",
         compiled.model.name,

@@ -29,7 +29,12 @@ pub fn run(args: InspectArgs) -> anyhow::Result<()> {
     if args.batch < 1 || args.sequence < 1 {
         anyhow::bail!("--batch and --sequence must be at least 1");
     }
-    let compiled = tfc::driver::compile(&args.spec.spec, &compile_options(&args.spec, args.dtype))?;
+    // The report reads the lowered graph, before any fusion hides a MatMul.
+    let options = tfc::driver::CompileOptions {
+        opt_level: tfc::passes::OptLevel::O0,
+        ..compile_options(&args.spec, args.dtype)
+    };
+    let compiled = tfc::driver::compile(&args.spec.spec, &options)?;
     let workload = Workload {
         batch: args.batch,
         sequence: args.sequence,

@@ -87,6 +87,27 @@ pub fn compile_options(spec: &SpecArgs, dtype: Option<DTypeArg>) -> CompileOptio
         model: spec.model.clone(),
         dtype: dtype.map(Into::into),
         color: std::io::stderr().is_terminal(),
+        ..CompileOptions::default()
+    }
+}
+
+/// Optimiser flags shared by `build` and `run`.
+#[derive(Args, Clone, Debug)]
+pub struct OptArgs {
+    /// Optimisation level: 0 (none), 1 (cleanups), 2 (+ transformer fusions), 3 (= 2).
+    #[arg(short = 'O', value_name = "LEVEL", default_value = "2")]
+    pub opt_level: tfc::passes::OptLevel,
+    /// Skip a pass by name (repeatable; an unknown name lists the passes).
+    #[arg(long = "disable-pass", value_name = "NAME")]
+    pub disable_pass: Vec<String>,
+}
+
+impl OptArgs {
+    /// Applies the flags to compile options.
+    pub fn apply(&self, mut opts: CompileOptions) -> CompileOptions {
+        opts.opt_level = self.opt_level;
+        opts.disabled_passes = self.disable_pass.clone();
+        opts
     }
 }
 

@@ -10,7 +10,7 @@ use tfc::runtime::outputs::{outputs_json, save_outputs, summarize};
 use tfc::runtime::run::{run_model, ModelSource, RunReport, RunRequest, TokenSource};
 use tfc::runtime::{Provider, SessionOptions};
 
-use super::{compile_options, DTypeArg, SpecArgs};
+use super::{compile_options, DTypeArg, OptArgs, SpecArgs};
 
 /// Where the model runs.
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -79,6 +79,8 @@ pub struct RunArgs {
     /// holding it); default: ORT_DYLIB_PATH, TFC_ORT_LIB, then the .venv nearby.
     #[arg(long, value_name = "PATH")]
     ort_lib: Option<PathBuf>,
+    #[command(flatten)]
+    opt: OptArgs,
     /// Seed of the random weights (specs only).
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -146,8 +148,11 @@ fn request(args: &RunArgs) -> anyhow::Result<RunRequest> {
         spec: args.source.clone(),
         model: args.model.clone(),
     };
-    let mut source =
-        ModelSource::from_path(&args.source, compile_options(&spec, args.dtype), args.seed);
+    let mut source = ModelSource::from_path(
+        &args.source,
+        args.opt.apply(compile_options(&spec, args.dtype)),
+        args.seed,
+    );
     if let ModelSource::Spec {
         weights,
         weight_map,

@@ -242,10 +242,16 @@ pub(crate) fn lower(graph: &Graph, opts: &EmitOptions) -> Result<Lowered, EmitEr
         let outputs = (0..node.outputs.len())
             .map(|i| value_name[&Value { node: n, output: i }].clone())
             .collect();
+        let input_types = graph
+            .inputs(n)
+            .iter()
+            .map(|v| graph.ty(*v).clone())
+            .collect();
         let mut cx = NodeCx {
             name: &node.name,
             inputs,
             outputs,
+            input_types,
             opset: opts.opset,
             nodes: &mut g.node,
             tensors: &mut tensors,

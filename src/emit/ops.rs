@@ -7,7 +7,8 @@
 //! `ReduceMean`/`ReduceMax` take `axes` as an attribute below opset 18 and
 //! as an input from 18 on. An op outside the standard domain (a future fused
 //! op mapped to `com.microsoft`) calls [`NodeCx::node_in`], which records
-//! the domain so the model imports it.
+//! the domain so the model imports it. Fused operators are decomposed into
+//! standard nodes by `decompose`.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -15,7 +16,9 @@ use std::sync::Arc;
 use super::convert::{Names, Tensor};
 use super::onnx_proto::{attribute_proto::AttributeType, AttributeProto, NodeProto};
 use super::EmitError;
-use crate::ir::{Op, ReshapeDim, TensorData};
+use crate::ir::{Op, ReshapeDim, TensorData, TensorType};
+
+mod decompose;
 
 /// Everything one IR node's conversion reads and appends to.
 pub(crate) struct NodeCx<'a> {
@@ -25,6 +28,8 @@ pub(crate) struct NodeCx<'a> {
     pub inputs: Vec<String>,
     /// Value names of the node's outputs.
     pub outputs: Vec<String>,
+    /// Types of the node's inputs, in slot order.
+    pub input_types: Vec<TensorType>,
     /// Opset of the standard domain.
     pub opset: i64,
     /// The graph's nodes.
@@ -234,6 +239,26 @@ pub(crate) fn emit_op(op: &Op, cx: &mut NodeCx) -> Result<(), EmitError> {
             let axes = cx.const_i64("axes", axes, false)?;
             cx.node("Slice", cx.ins_and(&[starts, ends, axes]), vec![]);
         }
+
+        // Fused operators: their standard-ONNX decomposition.
+        Op::Attention {
+            heads,
+            kv_heads,
+            head_dim,
+            scale,
+            mask: _,
+        } => decompose::attention(cx, *heads, *kv_heads, *head_dim, *scale)?,
+        Op::SkipLayerNorm { eps } => decompose::skip_layer_norm(cx, *eps),
+        Op::RmsNorm { eps } => decompose::rms_norm(cx, *eps)?,
+        Op::SkipRmsNorm { eps } => decompose::skip_rms_norm(cx, *eps)?,
+        Op::Gelu { approximate } => decompose::gelu(cx, *approximate)?,
+        Op::BiasGelu { approximate } => decompose::bias_gelu(cx, *approximate)?,
+        Op::RotaryEmbedding {
+            interleaved,
+            rotary_dim,
+        } => decompose::rotary(cx, *interleaved, *rotary_dim)?,
+        Op::MatMulAddBias => decompose::matmul_add_bias(cx),
+        Op::EmbedLayerNorm { eps } => decompose::embed_layer_norm(cx, *eps),
     }
     Ok(())
 }

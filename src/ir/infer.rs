@@ -523,7 +523,190 @@ pub fn infer(op: &Op, inputs: &[&TensorType]) -> Result<Vec<TensorType>, String>
                 .ok_or("the Expand target shape is not known")?;
             one(TensorType::new(x.dtype, broadcast(&x.shape, target)?))
         }
+        Op::Attention {
+            heads,
+            kv_heads,
+            head_dim,
+            ..
+        } => attention(inputs, *heads, *kv_heads, *head_dim),
+        Op::SkipLayerNorm { .. } | Op::SkipRmsNorm { .. } => {
+            let n_params = if matches!(op, Op::SkipLayerNorm { .. }) {
+                2
+            } else {
+                1
+            };
+            let params = &inputs[2..2 + n_params];
+            let sum = skip_sum(inputs[0], inputs[1], inputs.get(2 + n_params).copied())?;
+            norm_params(&sum, params)?;
+            Ok(vec![sum.clone(), sum])
+        }
+        Op::RmsNorm { .. } => {
+            let x = inputs[0];
+            if !x.dtype.is_float() {
+                return Err(format!("RmsNorm needs a float input, got {}", x.dtype));
+            }
+            norm_params(x, &inputs[1..])?;
+            one(TensorType::new(x.dtype, x.shape.clone()))
+        }
+        Op::Gelu { .. } => infer(&Op::Erf, inputs),
+        Op::BiasGelu { .. } => {
+            let sum = infer(&Op::Add, inputs)?;
+            infer(&Op::Erf, &[&sum[0]])
+        }
+        Op::RotaryEmbedding {
+            interleaved: _,
+            rotary_dim,
+        } => rotary(inputs, *rotary_dim),
+        Op::MatMulAddBias => {
+            let product = infer(&Op::MatMul, &inputs[..2])?;
+            if inputs[2].rank() != 1 {
+                return Err("MatMulAddBias takes a 1-D bias".into());
+            }
+            let sum = infer(&Op::Add, &[&product[0], inputs[2]])?;
+            if sum[0].shape != product[0].shape {
+                return Err("the bias does not fit the product's last axis".into());
+            }
+            Ok(sum)
+        }
+        Op::EmbedLayerNorm { .. } => embed_layer_norm(inputs),
     }
+}
+
+/// `x + skip [+ bias]` of a skip-norm: the sum must have `x`'s shape.
+fn skip_sum(
+    x: &TensorType,
+    skip: &TensorType,
+    bias: Option<&TensorType>,
+) -> Result<TensorType, String> {
+    if !x.dtype.is_float() {
+        return Err(format!("the input must be float, got {}", x.dtype));
+    }
+    let mut sum = infer(&Op::Add, &[x, skip])?.remove(0);
+    if let Some(bias) = bias {
+        sum = infer(&Op::Add, &[&sum, bias])?.remove(0);
+    }
+    if sum.shape != x.shape {
+        return Err("the skip input must not broadcast x to a larger shape".into());
+    }
+    Ok(TensorType::new(x.dtype, x.shape.clone()))
+}
+
+/// Norm parameters: 1-D, the size of `x`'s last axis, `x`'s element type.
+fn norm_params(x: &TensorType, params: &[&TensorType]) -> Result<(), String> {
+    let last = x
+        .shape
+        .last()
+        .ok_or("a norm input must have rank 1 or more")?;
+    for p in params {
+        if p.shape.len() != 1 || &p.shape[0] != last {
+            return Err(format!(
+                "parameter shape {} does not match the last axis {last}",
+                shape_string(&p.shape)
+            ));
+        }
+        if p.dtype != x.dtype {
+            return Err(format!("mixed element types {} and {}", x.dtype, p.dtype));
+        }
+    }
+    Ok(())
+}
+
+/// Types of [`Op::Attention`]: q, k, v `[batch, seq, heads·d]`, optional bias.
+fn attention(
+    inputs: &[&TensorType],
+    heads: u64,
+    kv_heads: u64,
+    head_dim: u64,
+) -> Result<Vec<TensorType>, String> {
+    let (q, k, v) = (inputs[0], inputs[1], inputs[2]);
+    if heads == 0 || kv_heads == 0 || !heads.is_multiple_of(kv_heads) {
+        return Err(format!(
+            "{kv_heads} key/value heads do not divide {heads} heads"
+        ));
+    }
+    same_dtype(&inputs[..3])?;
+    if !q.dtype.is_float() {
+        return Err(format!("attention needs float inputs, got {}", q.dtype));
+    }
+    if q.rank() != 3 || k.rank() != 3 || v.rank() != 3 {
+        return Err("q, k and v must be [batch, sequence, heads·head_dim]".into());
+    }
+    let width = |h: u64| Dim::c((h * head_dim) as i64);
+    if q.shape[2] != width(heads) {
+        return Err(format!("q's last axis is not {heads}·{head_dim}"));
+    }
+    if k.shape[2] != width(kv_heads) || v.shape[2] != width(kv_heads) {
+        return Err(format!(
+            "k's and v's last axes are not {kv_heads}·{head_dim}"
+        ));
+    }
+    if k.shape[..2] != v.shape[..2] {
+        return Err("k and v differ in batch or length".into());
+    }
+    broadcast(&q.shape[..1].to_vec(), &k.shape[..1].to_vec())?;
+    if let Some(bias) = inputs.get(3) {
+        if bias.dtype != DType::F32 || bias.rank() > 4 {
+            return Err("the bias must be f32 with rank 4 or less".into());
+        }
+        let scores = vec![
+            q.shape[0].clone(),
+            Dim::c(heads as i64),
+            q.shape[1].clone(),
+            k.shape[1].clone(),
+        ];
+        if broadcast(&scores, &bias.shape)? != scores {
+            return Err(format!(
+                "the bias {} does not broadcast to the scores {}",
+                shape_string(&bias.shape),
+                shape_string(&scores)
+            ));
+        }
+    }
+    Ok(vec![TensorType::new(q.dtype, q.shape.clone())])
+}
+
+/// Types of [`Op::RotaryEmbedding`]: x `[b, s, h, d]`, cos/sin `[b|1, s, dim/2]`.
+fn rotary(inputs: &[&TensorType], rotary_dim: u64) -> Result<Vec<TensorType>, String> {
+    let (x, cos, sin) = (inputs[0], inputs[1], inputs[2]);
+    if x.rank() != 4 || !x.dtype.is_float() {
+        return Err("x must be a float [batch, sequence, heads, head_dim]".into());
+    }
+    let head_dim = x.shape[3].as_const().unwrap_or(0);
+    if rotary_dim == 0 || !rotary_dim.is_multiple_of(2) || rotary_dim as i64 > head_dim {
+        return Err(format!(
+            "rotary_dim {rotary_dim} must be even and fit the head"
+        ));
+    }
+    if cos.shape != sin.shape || cos.rank() != 3 {
+        return Err("cos and sin must both be [batch | 1, sequence, rotary_dim/2]".into());
+    }
+    same_dtype(inputs)?;
+    if cos.shape[2] != Dim::c((rotary_dim / 2) as i64) || cos.shape[1] != x.shape[1] {
+        return Err("cos and sin do not fit the sequence or rotary_dim/2".into());
+    }
+    broadcast(&x.shape[..1].to_vec(), &cos.shape[..1].to_vec())?;
+    Ok(vec![TensorType::new(x.dtype, x.shape.clone())])
+}
+
+/// Types of [`Op::EmbedLayerNorm`].
+fn embed_layer_norm(inputs: &[&TensorType]) -> Result<Vec<TensorType>, String> {
+    let gather = |table: &TensorType, ids: &TensorType| {
+        infer(&Op::Gather { axis: 0 }, &[table, ids]).map(|mut t| t.remove(0))
+    };
+    let mut sum = gather(inputs[2], inputs[0])?;
+    if inputs.len() == 8 {
+        let segment = gather(inputs[7], inputs[6])?;
+        sum = infer(&Op::Add, &[&sum, &segment])?.remove(0);
+    } else if inputs.len() != 6 {
+        return Err("segment ids and table come together".into());
+    }
+    let position = gather(inputs[3], inputs[1])?;
+    sum = infer(&Op::Add, &[&sum, &position])?.remove(0);
+    if !sum.dtype.is_float() {
+        return Err("embedding tables must be float".into());
+    }
+    norm_params(&sum, &inputs[4..6])?;
+    Ok(vec![TensorType::new(sum.dtype, sum.shape)])
 }
 
 fn clamp_index(i: i64, n: i64) -> i64 {

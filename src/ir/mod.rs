@@ -16,7 +16,7 @@ pub use dim::{shape_string, Dim, Shape};
 pub use dtype::DType;
 pub use graph::{Edge, Graph, Node, TensorType, Value};
 pub use infer::{broadcast, infer};
-pub use op::{Init, Op, ReshapeDim, TensorData};
+pub use op::{AttentionMask, GeluApproximation, Init, Op, ReshapeDim, TensorData};
 pub use print::{histogram, print, to_dot};
 pub use verify::verify;
 

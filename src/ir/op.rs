@@ -126,6 +126,56 @@ pub enum ReshapeDim {
     Fixed(i64),
 }
 
+/// What the additive bias input of [`Op::Attention`] holds. Informational:
+/// the bias input is authoritative and every target must add it as given;
+/// a target may use the kind to pick a cheaper form (a key-padding index, an
+/// `is_causal` flag) when it can rebuild the same values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AttentionMask {
+    /// No bias input.
+    None,
+    /// `(1 - attention_mask) · f32::MIN` over keys, `[batch, 1, 1, keys]`.
+    Padding,
+    /// `f32::MIN` where a key comes after its query, `[1, 1, queries, keys]`.
+    Causal,
+    /// The element-wise minimum of a padding and a causal mask.
+    PaddingCausal,
+    /// Any other additive bias (ALiBi, relative positions, combinations).
+    Other,
+}
+
+impl AttentionMask {
+    /// Lower-case name used in IR dumps.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AttentionMask::None => "none",
+            AttentionMask::Padding => "padding",
+            AttentionMask::Causal => "causal",
+            AttentionMask::PaddingCausal => "padding+causal",
+            AttentionMask::Other => "other",
+        }
+    }
+}
+
+/// Which GELU formula a fused GELU computes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum GeluApproximation {
+    /// `x · 0.5 · (1 + erf(x / √2))`.
+    None,
+    /// `0.5 · x · (1 + tanh(√(2/π) · (x + 0.044715 · x³)))`.
+    Tanh,
+}
+
+impl GeluApproximation {
+    /// Name used in IR dumps and by ONNX's `approximate` attribute.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GeluApproximation::None => "none",
+            GeluApproximation::Tanh => "tanh",
+        }
+    }
+}
+
 /// A tensor operation.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Op {
@@ -301,6 +351,82 @@ pub enum Op {
     Range,
     /// Broadcast input 0 to the shape given by the 1-D i64 input 1.
     Expand,
+
+    // Fused operators. Each is exactly equal to the decomposition written in
+    // its documentation, which is also what the portable emitter target writes.
+    /// Scaled dot-product attention over packed heads.
+    ///
+    /// Inputs: `q` `[batch, queries, heads·head_dim]`, `k` and `v`
+    /// `[batch, keys, kv_heads·head_dim]` (not transposed, not repeated), and
+    /// optionally an f32 additive `bias` broadcastable to
+    /// `[batch, heads, queries, keys]`. Query head `h` reads key/value head
+    /// `h / (heads / kv_heads)`. Scores `q·kᵀ` are taken in the input type,
+    /// then in f32: `softmax(scores · scale + bias)` over keys, cast back and
+    /// multiplied by `v`. Output `[batch, queries, heads·head_dim]`.
+    /// Self, cross, grouped-query and multi-query attention are all this op.
+    Attention {
+        /// Query heads.
+        heads: u64,
+        /// Key/value heads (divides `heads`).
+        kv_heads: u64,
+        /// Width of one head.
+        head_dim: u64,
+        /// Factor applied to the scores before the bias.
+        scale: f32,
+        /// What the bias input holds.
+        mask: AttentionMask,
+    },
+    /// `sum = x + (skip [+ bias])`, then LayerNorm of `sum` over the last
+    /// axis in f32 (sum, gamma and beta widened), cast back to `x`'s type.
+    /// Inputs: `x, skip, gamma, beta [, bias]`; outputs: the normalised value
+    /// and `sum` (for the next residual connection).
+    SkipLayerNorm {
+        /// Epsilon.
+        eps: f32,
+    },
+    /// RMSNorm over the last axis: `narrow(w · 1/√(mean(w²) + eps)) · weight`
+    /// with `w` the input widened to f32. Inputs: `x, weight`.
+    RmsNorm {
+        /// Epsilon.
+        eps: f32,
+    },
+    /// `sum = x + (skip [+ bias])`, then [`Op::RmsNorm`] of `sum`. Inputs:
+    /// `x, skip, weight [, bias]`; outputs: the normalised value and `sum`.
+    SkipRmsNorm {
+        /// Epsilon.
+        eps: f32,
+    },
+    /// GELU of a float tensor.
+    Gelu {
+        /// Exact (erf) or tanh approximation.
+        approximate: GeluApproximation,
+    },
+    /// GELU of `x + bias`. Inputs: `x, bias`.
+    BiasGelu {
+        /// Exact (erf) or tanh approximation.
+        approximate: GeluApproximation,
+    },
+    /// Rotary position embedding of `x` `[batch, sequence, heads, head_dim]`
+    /// with `cos` and `sin` `[batch | 1, sequence, rotary_dim / 2]` (the
+    /// angle of each rotated pair). The first `rotary_dim` dimensions of each
+    /// head rotate, the rest pass through. Rotate-half pairs dimension `i`
+    /// with `i + rotary_dim/2`; interleaved pairs `2i` with `2i + 1`.
+    RotaryEmbedding {
+        /// Pairs are adjacent (GPT-J) rather than half a rotation apart.
+        interleaved: bool,
+        /// Rotated dimensions per head (even, at most `head_dim`).
+        rotary_dim: u64,
+    },
+    /// `x · w + bias` with `w` `[in, out]` and `bias` `[out]`. Inputs: `x, w, bias`.
+    MatMulAddBias,
+    /// Embedding sum and LayerNorm: `LayerNorm(word[ids] + position[position_ids]
+    /// (+ segment[segment_ids]))` with gamma and beta, computed like
+    /// [`Op::LayerNorm`] (in f32, cast back). Inputs: `ids, position_ids,
+    /// word, position, gamma, beta [, segment_ids, segment]`.
+    EmbedLayerNorm {
+        /// Epsilon.
+        eps: f32,
+    },
 }
 
 impl Op {
@@ -354,6 +480,15 @@ impl Op {
             Op::Shape { .. } => "Shape",
             Op::Range => "Range",
             Op::Expand => "Expand",
+            Op::Attention { .. } => "Attention",
+            Op::SkipLayerNorm { .. } => "SkipLayerNorm",
+            Op::RmsNorm { .. } => "RmsNorm",
+            Op::SkipRmsNorm { .. } => "SkipRmsNorm",
+            Op::Gelu { .. } => "Gelu",
+            Op::BiasGelu { .. } => "BiasGelu",
+            Op::RotaryEmbedding { .. } => "RotaryEmbedding",
+            Op::MatMulAddBias => "MatMulAddBias",
+            Op::EmbedLayerNorm { .. } => "EmbedLayerNorm",
         }
     }
 
@@ -376,11 +511,42 @@ impl Op {
             | Op::MatMul
             | Op::Gather { .. }
             | Op::Expand => (2, 2),
-            Op::Where | Op::Range => (3, 3),
+            Op::Where | Op::Range | Op::MatMulAddBias => (3, 3),
             Op::LayerNorm { .. } => (2, 3),
+            Op::Attention { .. } => (3, 4),
+            Op::SkipLayerNorm { .. } => (4, 5),
+            Op::RmsNorm { .. } | Op::BiasGelu { .. } => (2, 2),
+            Op::SkipRmsNorm { .. } => (3, 4),
+            Op::RotaryEmbedding { .. } => (3, 3),
+            Op::EmbedLayerNorm { .. } => (6, 8),
             Op::Concat { .. } => (1, usize::MAX),
             _ => (1, 1),
         }
+    }
+
+    /// Number of outputs.
+    pub fn output_count(&self) -> usize {
+        match self {
+            Op::SkipLayerNorm { .. } | Op::SkipRmsNorm { .. } => 2,
+            _ => 1,
+        }
+    }
+
+    /// Whether the op is one of the fused operators, which a target may map
+    /// to a single kernel or decompose.
+    pub fn is_fused(&self) -> bool {
+        matches!(
+            self,
+            Op::Attention { .. }
+                | Op::SkipLayerNorm { .. }
+                | Op::RmsNorm { .. }
+                | Op::SkipRmsNorm { .. }
+                | Op::Gelu { .. }
+                | Op::BiasGelu { .. }
+                | Op::RotaryEmbedding { .. }
+                | Op::MatMulAddBias
+                | Op::EmbedLayerNorm { .. }
+        )
     }
 
     /// Whether the op is a source (input, weight or constant).
@@ -405,7 +571,31 @@ impl Op {
             | Op::ReduceMax { axes, keepdims } => {
                 format!("{{axes={},keepdims={}}}", list(axes), u8::from(*keepdims))
             }
-            Op::LayerNorm { eps } => format!("{{eps={eps:e}}}"),
+            Op::LayerNorm { eps }
+            | Op::SkipLayerNorm { eps }
+            | Op::RmsNorm { eps }
+            | Op::SkipRmsNorm { eps }
+            | Op::EmbedLayerNorm { eps } => format!("{{eps={eps:e}}}"),
+            Op::Attention {
+                heads,
+                kv_heads,
+                head_dim,
+                scale,
+                mask,
+            } => format!(
+                "{{heads={heads},kv_heads={kv_heads},head_dim={head_dim},scale={scale:e},mask={}}}",
+                mask.as_str()
+            ),
+            Op::Gelu { approximate } | Op::BiasGelu { approximate } => {
+                format!("{{approximate={}}}", approximate.as_str())
+            }
+            Op::RotaryEmbedding {
+                interleaved,
+                rotary_dim,
+            } => format!(
+                "{{interleaved={},rotary_dim={rotary_dim}}}",
+                u8::from(*interleaved)
+            ),
             Op::Reshape { shape } => {
                 let parts: Vec<String> = shape
                     .iter()

@@ -11,6 +11,12 @@
 //! and keys/values `[batch, kv_heads, 1, keys, d]`, so `MatMul` broadcasting
 //! pairs query head `h` with key/value head `h / groups`, as Hugging Face's
 //! `repeat_kv` does. Biases are built in the same layout (see [`heads_shape`]).
+//!
+//! With a key/value cache ([`cached_attention`]) keys and values are kept as
+//! `[batch, kv_heads, keys, d]`: new keys (after rotary) are appended to the
+//! past ones on axis 2 and the concatenation is returned as the layer's
+//! present cache, or precomputed keys and values (cross-attention over an
+//! encoder output, [`project_kv`]) are read as they are.
 
 use crate::ir::{Op, ReshapeDim, Value};
 use crate::model::Attention;
@@ -78,6 +84,103 @@ pub fn attention(
     })
 }
 
+/// Keys and values of one cached attention call.
+#[derive(Debug, Clone, Copy)]
+pub enum CachedKv {
+    /// Self-attention: project `x`, append to the past `[batch, kv_heads,
+    /// past, d]` keys and values, and return the concatenation as present.
+    Append {
+        /// Past keys.
+        key: Value,
+        /// Past values.
+        value: Value,
+    },
+    /// Keys and values computed elsewhere, `[batch, kv_heads, keys, d]`.
+    Given {
+        /// Keys.
+        key: Value,
+        /// Values.
+        value: Value,
+    },
+}
+
+/// Attention named `name` over `x` `[batch, queries, hidden]` with keys and
+/// values from `kv`. Returns the output and, for [`CachedKv::Append`], the
+/// present keys and values `[batch, kv_heads, past + queries, d]` (keys
+/// rotated, not repeated for grouped-query attention).
+pub fn cached_attention(
+    b: &mut Builder,
+    name: &str,
+    cfg: &Attention,
+    hidden: u64,
+    x: Value,
+    kv: CachedKv,
+    ctx: &AttentionContext,
+) -> Result<(Value, Option<(Value, Value)>), LowerError> {
+    let d = cfg.head_dim;
+    let q_proj = Linear::new(hidden, cfg.heads * d, cfg.qkv_bias);
+    let kv_proj = Linear::new(hidden, cfg.kv_heads * d, cfg.qkv_bias);
+    let o_proj = Linear::new(cfg.heads * d, hidden, cfg.out_bias);
+
+    b.scoped(name, |b| {
+        let q = q_proj.apply(b, "q_proj", x)?;
+        let mut q = split_heads(b, q, cfg.heads, d)?;
+        let (keys, values, present) = match kv {
+            CachedKv::Append { key, value } => {
+                let k = kv_proj.apply(b, "k_proj", x)?;
+                let v = kv_proj.apply(b, "v_proj", x)?;
+                let mut k = split_heads(b, k, cfg.kv_heads, d)?;
+                let v = split_heads(b, v, cfg.kv_heads, d)?;
+                if let Some(tables) = &ctx.rotary {
+                    q = rotary::apply(b, tables, q, d)?;
+                    k = rotary::apply(b, tables, k, d)?;
+                }
+                let k = b.transpose(k, &[0, 2, 1, 3])?;
+                let v = b.transpose(v, &[0, 2, 1, 3])?;
+                let k = b.op(Op::Concat { axis: 2 }, &[key, k])?;
+                let v = b.op(Op::Concat { axis: 2 }, &[value, v])?;
+                (k, v, Some((k, v)))
+            }
+            CachedKv::Given { key, value } => {
+                if let Some(tables) = &ctx.rotary {
+                    q = rotary::apply(b, tables, q, d)?;
+                }
+                (key, value, None)
+            }
+        };
+
+        let (q, k_t, v) = to_cached_score_layout(b, cfg, q, keys, values)?;
+        let probs = probabilities(b, cfg, q, k_t, ctx.bias)?;
+        let context = b.matmul(probs, v)?;
+        let merged = merge_heads(b, cfg, context)?;
+        Ok((o_proj.apply(b, "o_proj", merged)?, present))
+    })
+}
+
+/// The keys and values `[batch, kv_heads, keys, d]` that attention named
+/// `name` computes from `memory` `[batch, keys, hidden]` with its `k_proj`
+/// and `v_proj` (cross-attention keys and values, computed once per input).
+pub fn project_kv(
+    b: &mut Builder,
+    name: &str,
+    cfg: &Attention,
+    hidden: u64,
+    memory: Value,
+) -> Result<(Value, Value), LowerError> {
+    let d = cfg.head_dim;
+    let kv_proj = Linear::new(hidden, cfg.kv_heads * d, cfg.qkv_bias);
+    b.scoped(name, |b| {
+        let k = kv_proj.apply(b, "k_proj", memory)?;
+        let v = kv_proj.apply(b, "v_proj", memory)?;
+        let k = split_heads(b, k, cfg.kv_heads, d)?;
+        let v = split_heads(b, v, cfg.kv_heads, d)?;
+        Ok((
+            b.transpose(k, &[0, 2, 1, 3])?,
+            b.transpose(v, &[0, 2, 1, 3])?,
+        ))
+    })
+}
+
 /// `[batch, sequence, heads·d]` → `[batch, sequence, heads, d]`.
 fn split_heads(b: &mut Builder, x: Value, heads: u64, d: u64) -> Result<Value, LowerError> {
     use ReshapeDim::{Copy, Fixed};
@@ -99,6 +202,33 @@ fn to_score_layout(
         let q = b.transpose(q, &[0, 2, 1, 3])?;
         return Ok((q, k_t, v));
     }
+    let q = group_queries(b, cfg, q)?;
+    let k_t = b.unsqueeze(k_t, &[2])?;
+    let v = b.unsqueeze(v, &[2])?;
+    Ok((q, k_t, v))
+}
+
+/// Like [`to_score_layout`] for keys and values already `[batch, kv_heads, keys, d]`.
+fn to_cached_score_layout(
+    b: &mut Builder,
+    cfg: &Attention,
+    q: Value,
+    k: Value,
+    v: Value,
+) -> Result<(Value, Value, Value), LowerError> {
+    let k_t = b.transpose(k, &[0, 1, 3, 2])?;
+    if cfg.kv_heads == cfg.heads {
+        let q = b.transpose(q, &[0, 2, 1, 3])?;
+        return Ok((q, k_t, v));
+    }
+    let q = group_queries(b, cfg, q)?;
+    let k_t = b.unsqueeze(k_t, &[2])?;
+    let v = b.unsqueeze(v, &[2])?;
+    Ok((q, k_t, v))
+}
+
+/// Queries `[batch, sequence, heads, d]` → `[batch, kv_heads, groups, sequence, d]`.
+fn group_queries(b: &mut Builder, cfg: &Attention, q: Value) -> Result<Value, LowerError> {
     use ReshapeDim::{Copy, Fixed};
     let groups = (cfg.heads / cfg.kv_heads) as i64;
     let shape = vec![
@@ -109,10 +239,7 @@ fn to_score_layout(
         Fixed(cfg.head_dim as i64),
     ];
     let q = b.op(Op::Reshape { shape }, &[q])?;
-    let q = b.transpose(q, &[0, 2, 3, 1, 4])?;
-    let k_t = b.unsqueeze(k_t, &[2])?;
-    let v = b.unsqueeze(v, &[2])?;
-    Ok((q, k_t, v))
+    b.transpose(q, &[0, 2, 3, 1, 4])
 }
 
 /// `softmax(q·kᵀ · scale + bias)` over keys, in f32, returned in the activation type.

@@ -74,6 +74,7 @@ mod alibi;
 mod attention;
 mod block;
 mod builder;
+mod cache;
 mod embeddings;
 mod feed_forward;
 mod heads;
@@ -95,6 +96,9 @@ use builder::Builder;
 use embeddings::EmbeddingTables;
 use heads::Trunk;
 
+pub use cache::{ROLE_DECODER, ROLE_ENCODER, ROLE_MODEL};
+pub use inputs::{PAST_DECODER_SEQUENCE, PAST_SEQUENCE};
+
 /// Errors from lowering a model.
 #[derive(Debug, thiserror::Error)]
 pub enum LowerError {
@@ -109,6 +113,29 @@ pub enum LowerError {
     /// Building the graph failed: a bug in lowering, with the node, op and shapes.
     #[error(transparent)]
     Ir(#[from] IrError),
+}
+
+/// Choices that change which graphs lowering produces.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LowerOptions {
+    /// Produce graphs that take and return a key/value cache (see the
+    /// module docs and `docs/KV_CACHE.md`) instead of one full-sequence graph.
+    pub kv_cache: bool,
+}
+
+/// Lowers `model` to one or more verified graphs, each with its role.
+///
+/// Without a cache: one graph, role [`ROLE_MODEL`], equal to [`lower`]'s.
+/// With one: role [`ROLE_DECODER`] for a decoder-only model; roles
+/// [`ROLE_ENCODER`] and [`ROLE_DECODER`], in that order, for an
+/// encoder–decoder. An encoder-only model has no cached form and is
+/// [`LowerError::Unsupported`].
+pub fn lower_with(model: &Model, opts: &LowerOptions) -> Result<Vec<(String, Graph)>, LowerError> {
+    if opts.kv_cache {
+        cache::graphs(model)
+    } else {
+        Ok(vec![(ROLE_MODEL.to_string(), lower(model)?)])
+    }
 }
 
 /// Lowers `model` to a verified IR graph.

@@ -12,7 +12,8 @@
 //! 3. read, transform, check and convert each source (f32, f16, bf16 or f64
 //!    in the checkpoint; f32, f16 or bf16 in the graph);
 //! 4. account for every checkpoint tensor: consumed, ignored buffer, tied
-//!    alias equal to its original, optional, or unexpected.
+//!    alias equal to its original, optional, owned by another graph of the
+//!    same model ([`LoadOptions::elsewhere`]), or unexpected.
 //!
 //! Loading is strict. Every problem of every tensor is collected and
 //! returned together ([`LoadError::Mismatch`]); the graph is only changed
@@ -60,6 +61,21 @@ pub struct LoadReport {
     pub tied: Vec<String>,
     /// Optional checkpoint tensors the model has no parameter for.
     pub unused: Vec<String>,
+    /// Checkpoint tensors that feed parameters of the same model held by
+    /// another graph ([`LoadOptions::elsewhere`]).
+    pub elsewhere: Vec<String>,
+}
+
+/// Choices of one load.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LoadOptions {
+    /// Canonical names of parameters of the same model that live in other
+    /// graphs, not in the one being filled: the encoder and decoder graphs
+    /// of a model with a key/value cache each hold part of the parameters.
+    /// A checkpoint tensor that a rule maps to one of these (or a tied alias
+    /// of one) is listed in [`LoadReport::elsewhere`] instead of being
+    /// unexpected. Empty means the graph holds the whole model.
+    pub elsewhere: BTreeSet<String>,
 }
 
 impl fmt::Display for LoadReport {
@@ -83,6 +99,7 @@ impl fmt::Display for LoadReport {
             ("ignored", &self.ignored),
             ("tied", &self.tied),
             ("unused", &self.unused),
+            ("in other graphs", &self.elsewhere),
         ];
         for (label, names) in lists {
             if !names.is_empty() {
@@ -103,6 +120,17 @@ pub fn load_checkpoint(
     graph: &mut Graph,
     checkpoint: &Path,
     map: &WeightMap,
+) -> Result<LoadReport, LoadError> {
+    load_checkpoint_with(graph, checkpoint, map, &LoadOptions::default())
+}
+
+/// [`load_checkpoint`] into a graph that holds part of a model's parameters:
+/// tensors that feed `opts.elsewhere` are expected but not read.
+pub fn load_checkpoint_with(
+    graph: &mut Graph,
+    checkpoint: &Path,
+    map: &WeightMap,
+    opts: &LoadOptions,
 ) -> Result<LoadReport, LoadError> {
     let ckpt = Checkpoint::open(checkpoint)?;
     let mismatch = |problems| {
@@ -127,6 +155,7 @@ pub fn load_checkpoint(
         })
         .collect();
     let prefix = choose_prefix(map, &candidates, &ckpt);
+    let elsewhere = elsewhere_sources(map, &opts.elsewhere, &prefix);
 
     let mut loader = Loader {
         ckpt: &ckpt,
@@ -137,6 +166,7 @@ pub fn load_checkpoint(
         checked: BTreeSet::new(),
         cache: None,
         loaded: Vec::new(),
+        elsewhere,
         report: LoadReport {
             map: map.name().to_string(),
             prefix: prefix.clone(),
@@ -274,6 +304,26 @@ fn source_name(rule: &Rule, caps: &Captures, prefix: &str) -> Option<String> {
     })
 }
 
+/// Every checkpoint name a rule of `map` could read for the parameters
+/// `targets`, with `targets` itself.
+fn elsewhere_sources(
+    map: &WeightMap,
+    targets: &BTreeSet<String>,
+    prefix: &str,
+) -> (BTreeSet<String>, BTreeSet<String>) {
+    let sources = targets
+        .iter()
+        .flat_map(|t| {
+            map.rules()
+                .iter()
+                .filter_map(|r| r.target.matches(t).map(|c| (r, c)))
+                .filter_map(|(r, c)| source_name(r, &c, prefix))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    (sources, targets.clone())
+}
+
 /// The map prefix under which most prefixed sources exist; the first on a tie.
 fn choose_prefix(
     map: &WeightMap,
@@ -309,6 +359,9 @@ struct Loader<'a> {
     consumed: BTreeSet<String>,
     /// Sources already checked for NaN and infinities.
     checked: BTreeSet<String>,
+    /// Checkpoint names that feed parameters held by other graphs, and the
+    /// canonical names of those parameters.
+    elsewhere: (BTreeSet<String>, BTreeSet<String>),
     /// The last decoded source (fused tensors feed several weights in a row).
     cache: Option<(String, Arc<Vec<f32>>)>,
     loaded: Vec<(NodeIndex, Arc<TensorData>)>,
@@ -512,6 +565,14 @@ impl Loader<'_> {
             }
             if self.map.is_ignored(name) {
                 self.report.ignored.push(name.clone());
+                continue;
+            }
+            let (sources_elsewhere, targets_elsewhere) = &self.elsewhere;
+            let tied_elsewhere = self
+                .tied_target(name, prefix)
+                .is_some_and(|t| !sources.contains_key(&t) && targets_elsewhere.contains(&t));
+            if sources_elsewhere.contains(name) || tied_elsewhere {
+                self.report.elsewhere.push(name.clone());
                 continue;
             }
             if let Some(original) = self.tied_original(name, prefix, sources) {

@@ -11,5 +11,5 @@ pub mod load;
 pub mod map;
 
 pub use error::{LoadError, MapError, Problem};
-pub use load::{load_checkpoint, LoadReport};
+pub use load::{load_checkpoint, load_checkpoint_with, LoadOptions, LoadReport};
 pub use map::WeightMap;

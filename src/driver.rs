@@ -98,6 +98,38 @@ pub fn compile_with_report(
     Ok((Compiled { model, graph }, report))
 }
 
+/// A model compiled to several graphs, each with its role (see
+/// [`lower::lower_with`]): one `model` graph, or with a key/value cache a
+/// `decoder` graph and, for an encoder–decoder, an `encoder` graph first.
+#[derive(Debug, Clone)]
+pub struct CompiledGraphs {
+    /// The resolved model.
+    pub model: Model,
+    /// `(role, graph)` in the order lowering produced them, each optimised.
+    pub graphs: Vec<(String, Graph)>,
+}
+
+/// Compiles `path` to the graphs `lower_opts` asks for, running the
+/// optimiser on each.
+pub fn compile_graphs(
+    path: &Path,
+    opts: &CompileOptions,
+    lower_opts: &lower::LowerOptions,
+) -> Result<CompiledGraphs, CompileError> {
+    let model = resolve(path, opts)?;
+    let mut graphs = lower::lower_with(&model, lower_opts)?;
+    let pass_opts = PassOptions {
+        level: opts.opt_level,
+        disabled: opts.disabled_passes.clone(),
+        snapshot_after: None,
+    };
+    for (_, graph) in &mut graphs {
+        ir::verify(graph)?;
+        passes::optimize(graph, &pass_opts)?;
+    }
+    Ok(CompiledGraphs { model, graphs })
+}
+
 /// Why a checkpoint could not be loaded into a compiled model.
 #[derive(Debug, thiserror::Error)]
 pub enum WeightsError {
@@ -145,4 +177,58 @@ pub fn load_weights(
         checkpoint,
         &map,
     )?)
+}
+
+/// [`load_weights`] for a model compiled to several graphs: each graph takes
+/// the checkpoint tensors of its own parameters, and a tensor that feeds
+/// only another graph is accounted for there, so loading stays strict over
+/// the whole model. Returns one report per graph, in graph order.
+pub fn load_weights_graphs(
+    compiled: &mut CompiledGraphs,
+    checkpoint: &Path,
+    map: Option<&str>,
+) -> Result<Vec<crate::weights::LoadReport>, WeightsError> {
+    use std::collections::BTreeSet;
+
+    use crate::weights::{load, LoadOptions, WeightMap};
+    let map = match map {
+        Some(name) if WeightMap::BUILTIN_NAMES.contains(&name) => WeightMap::builtin(name)?,
+        Some(file) => WeightMap::from_file(Path::new(file))?,
+        None => {
+            let names = load::checkpoint_names(checkpoint)?;
+            WeightMap::detect(&names).ok_or_else(|| WeightsError::NoMap {
+                checkpoint: checkpoint.to_path_buf(),
+            })?
+        }
+    };
+    let map = map.with_model(&compiled.model);
+    let names: Vec<BTreeSet<String>> = compiled
+        .graphs
+        .iter()
+        .map(|(_, g)| parameter_names(g))
+        .collect();
+    let mut reports = Vec::with_capacity(compiled.graphs.len());
+    for (i, (_, graph)) in compiled.graphs.iter_mut().enumerate() {
+        let elsewhere = names
+            .iter()
+            .enumerate()
+            .filter(|(j, _)| *j != i)
+            .flat_map(|(_, set)| set.difference(&names[i]).cloned())
+            .collect();
+        let opts = LoadOptions { elsewhere };
+        reports.push(load::load_checkpoint_with(graph, checkpoint, &map, &opts)?);
+    }
+    Ok(reports)
+}
+
+/// The canonical names of a graph's parameters.
+fn parameter_names(graph: &Graph) -> std::collections::BTreeSet<String> {
+    graph
+        .weights()
+        .into_iter()
+        .filter_map(|n| match &graph.g[n].op {
+            ir::Op::Weight { name, .. } => Some(name.clone()),
+            _ => None,
+        })
+        .collect()
 }

@@ -3,18 +3,21 @@
 //! For every case of `tests/fixtures/{gpt2,llama,t5,marian}/generate.json` (greedy and beam
 //! search on a padded batch of two prompts, EOS ids that end beams early, Marian's
 //! `bad_words_ids` and `forced_eos_token_id`), the fixture's spec is compiled, its
-//! checkpoint loaded through `driver::load_weights`, the graphs emitted and opened in ONNX
-//! Runtime, and `runtime::generate` is run with the case's settings. The token sequences
-//! must be identical to Transformers' and beam `sequences_scores` within 1e-4.
+//! checkpoint loaded into every graph through `driver::load_weights_graphs`, the graphs
+//! emitted and opened in ONNX Runtime, and `runtime::generate` is run with the case's
+//! settings. The token sequences must be identical to Transformers' and beam
+//! `sequences_scores` within 1e-4.
 //!
-//! Every case runs on the graph without a cache (each step reruns the whole sequence); the
-//! test also asserts the step model is the one the roles call for.
+//! Every case runs twice: on the graphs with a key/value cache (a decoder graph, plus an
+//! encoder graph for T5 and Marian) and on the plain graph that reruns the whole sequence at
+//! every step; the test also asserts the step model is the one the roles call for.
 
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
-use tfc::driver::{compile, load_weights, CompileOptions};
+use tfc::driver::{compile_graphs, load_weights_graphs, CompileOptions};
 use tfc::emit::{emit, EmitOptions};
+use tfc::lower::LowerOptions;
 use tfc::runtime::generate::load::step_model;
 use tfc::runtime::generate::{
     generate, BeamConfig, EarlyStopping, GenerationConfig, Processors, Prompt, Strategy,
@@ -112,28 +115,39 @@ fn config(kwargs: &Value) -> GenerationConfig {
     }
 }
 
-/// Compiles the fixture's spec, loads its checkpoint and emits the graphs into `dir`,
-/// returning the resolved model and `(role, file)` pairs.
-fn build(fixture: &Fixture, dir: &Path) -> (tfc::model::Model, Vec<(String, PathBuf)>) {
+/// Compiles the fixture's spec (with a key/value cache when `cache`), loads its checkpoint
+/// into every graph and emits them into `dir`, returning the resolved model and
+/// `(role, file)` pairs.
+fn build(
+    fixture: &Fixture,
+    dir: &Path,
+    cache: bool,
+) -> (tfc::model::Model, Vec<(String, PathBuf)>) {
     let spec = root().join("tests/specs").join(fixture.spec);
     let checkpoint = root().join("tests/fixtures").join(fixture.name);
     let opts = CompileOptions {
         model: Some(fixture.model.to_string()),
         ..CompileOptions::default()
     };
-    let mut compiled = compile(&spec, &opts).unwrap_or_else(|e| panic!("{}: {e}", fixture.name));
-    let report = load_weights(&mut compiled, &checkpoint, None)
+    let lower = LowerOptions { kv_cache: cache };
+    let mut compiled =
+        compile_graphs(&spec, &opts, &lower).unwrap_or_else(|e| panic!("{}: {e}", fixture.name));
+    let reports = load_weights_graphs(&mut compiled, &checkpoint, None)
         .unwrap_or_else(|e| panic!("{}: {e}", checkpoint.display()));
-    assert_eq!(
-        report.loaded,
-        compiled.graph.weights().len(),
-        "{}: weights left random",
-        fixture.name
-    );
-    let path = dir.join("model.onnx");
-    emit(&compiled.graph, &EmitOptions::default(), &path)
-        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    (compiled.model, vec![("model".to_string(), path)])
+    let mut files = Vec::new();
+    for ((role, graph), report) in compiled.graphs.iter().zip(&reports) {
+        assert_eq!(
+            report.loaded,
+            graph.weights().len(),
+            "{} {role}: weights left random",
+            fixture.name
+        );
+        let path = dir.join(format!("{role}.onnx"));
+        emit(graph, &EmitOptions::default(), &path)
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        files.push((role.clone(), path));
+    }
+    (compiled.model, files)
 }
 
 /// Runs every case of one fixture and returns a line per mismatch.
@@ -151,21 +165,31 @@ fn check_fixture(fixture: &Fixture) -> Vec<String> {
         rows(&doc["prompt"]["attention_mask"]),
     )
     .expect("fixture prompt");
+    let mut failures = Vec::new();
+    for cache in [true, false] {
+        failures.extend(check_cases(fixture, &doc, &prompt, cache));
+    }
+    failures
+}
+
+/// Runs every case with graphs compiled with or without a cache.
+fn check_cases(fixture: &Fixture, doc: &Value, prompt: &Prompt, cache: bool) -> Vec<String> {
     let dir = tempfile::tempdir().expect("temporary folder");
-    let (model, files) = build(fixture, dir.path());
+    let (model, files) = build(fixture, dir.path(), cache);
 
     let mut failures = Vec::new();
     let cases = doc["cases"].as_array().expect("cases");
     assert!(!cases.is_empty(), "{}: no cases", fixture.name);
+    let mode = if cache { "cached" } else { "full recompute" };
     for case in cases {
         let name = case["name"].as_str().unwrap_or("?");
-        let label = format!("{}/{name}", fixture.name);
+        let label = format!("{}/{name} ({mode})", fixture.name);
         let config = config(&case["kwargs"]);
         let (mut step, cached, _, _) = step_model(&model, &files, &SessionOptions::default())
             .unwrap_or_else(|e| panic!("{label}: {e}"));
-        assert!(!cached, "{label}: a plain graph has no cache");
+        assert_eq!(cached, cache, "{label}: cache");
         assert_eq!(step.is_encoder_decoder(), model.is_encoder_decoder());
-        let generation = generate(step.as_mut(), &prompt, &config, &mut |_| {})
+        let generation = generate(step.as_mut(), prompt, &config, &mut |_| {})
             .unwrap_or_else(|e| panic!("{label}: {e}"));
 
         let expected = rows(&case["sequences"]);

@@ -90,6 +90,11 @@ pub struct BuildArgs {
     /// When weights go to a separate `OUT.onnx.data` file.
     #[arg(long, value_enum, default_value_t = ExternalArg::Auto)]
     external_data: ExternalArg,
+    /// Compile for generation with a key/value cache: `-o` names a folder that
+    /// receives `decoder.onnx` (and `encoder.onnx` for an encoder–decoder);
+    /// see docs/KV_CACHE.md.
+    #[arg(long)]
+    kv_cache: bool,
 }
 
 /// Runs `tfc build`.
@@ -98,6 +103,9 @@ pub fn run(args: BuildArgs) -> anyhow::Result<()> {
     let options = args.opt.apply(compile_options(&args.spec, args.dtype));
     if args.after.is_some() && args.emit != EmitKind::Ir {
         anyhow::bail!("--after shows the IR: add `--emit ir`");
+    }
+    if args.kv_cache {
+        return build_cached(args, &options, start);
     }
     let (mut compiled, passes) =
         tfc::driver::compile_with_report(&args.spec.spec, &options, args.after.as_deref())?;
@@ -130,10 +138,20 @@ pub fn run(args: BuildArgs) -> anyhow::Result<()> {
         return write_output(args.output.as_deref(), &text);
     }
 
-    let Some(out) = args.output else {
+    let Some(out) = args.output.clone() else {
         anyhow::bail!("`tfc build` needs an output file: add `-o model.onnx`");
     };
-    let opts = EmitOptions {
+    let opts = emit_options(&args);
+    super::stop_on_interrupt();
+    let report = emit::emit(&compiled.graph, &opts, &out)
+        .with_context(|| format!("could not write {}", out.display()))?;
+    print_summary(&report, &out, start);
+    Ok(())
+}
+
+/// The emit options the flags ask for.
+fn emit_options(args: &BuildArgs) -> EmitOptions {
+    EmitOptions {
         seed: args.seed,
         weights: match &args.weights {
             WeightsArg::Random | WeightsArg::Checkpoint(_) => WeightMode::Random,
@@ -145,11 +163,63 @@ pub fn run(args: BuildArgs) -> anyhow::Result<()> {
             ExternalArg::Never => ExternalData::Never,
         },
         ..EmitOptions::default()
+    }
+}
+
+/// `tfc build --kv-cache`: the cached graphs, each written to `{role}.onnx` in the
+/// output folder.
+fn build_cached(
+    args: BuildArgs,
+    options: &tfc::driver::CompileOptions,
+    start: Instant,
+) -> anyhow::Result<()> {
+    if args.after.is_some() {
+        anyhow::bail!("--after shows one graph: leave out --kv-cache");
+    }
+    let lower = tfc::lower::LowerOptions { kv_cache: true };
+    let mut compiled = tfc::driver::compile_graphs(&args.spec.spec, options, &lower)?;
+    match &args.weights {
+        WeightsArg::Checkpoint(checkpoint) => {
+            let map = args.weight_map.as_deref();
+            let reports = tfc::driver::load_weights_graphs(&mut compiled, checkpoint, map)
+                .with_context(|| format!("could not load weights from {}", checkpoint.display()))?;
+            for ((role, _), report) in compiled.graphs.iter().zip(&reports) {
+                tracing::info!("{role}: {report}");
+            }
+        }
+        _ if args.weight_map.is_some() => {
+            anyhow::bail!("--weight-map needs a checkpoint: add `--weights PATH`")
+        }
+        _ => {}
+    }
+    if args.emit == EmitKind::Ir {
+        let mut text = String::new();
+        for (role, graph) in &compiled.graphs {
+            text.push_str(&format!("# role: {role}\n"));
+            text.push_str(&tfc::ir::print(graph)?);
+        }
+        return write_output(args.output.as_deref(), &text);
+    }
+    let Some(dir) = args.output.clone() else {
+        anyhow::bail!("`tfc build --kv-cache` needs an output folder: add `-o DIR`");
     };
+    if dir.extension().is_some_and(|e| e == "onnx") {
+        anyhow::bail!(
+            "with --kv-cache, -o names a folder that receives decoder.onnx (and encoder.onnx); \
+             `{}` looks like a file",
+            dir.display()
+        );
+    }
+    std::fs::create_dir_all(&dir)
+        .with_context(|| format!("could not create the folder {}", dir.display()))?;
+    let opts = emit_options(&args);
     super::stop_on_interrupt();
-    let report = emit::emit(&compiled.graph, &opts, &out)
-        .with_context(|| format!("could not write {}", out.display()))?;
-    print_summary(&report, &out, start);
+    for (role, graph) in &compiled.graphs {
+        let out = dir.join(format!("{role}.onnx"));
+        let report = emit::emit(graph, &opts, &out)
+            .with_context(|| format!("could not write {}", out.display()))?;
+        print_summary(&report, &out, start);
+    }
     Ok(())
 }
 

@@ -16,7 +16,7 @@ use tfc::runtime::inputs::parse_ids;
 use tfc::runtime::{Provider, SessionOptions};
 
 use super::run::ProviderArg;
-use super::{compile_options, DTypeArg, SpecArgs};
+use super::{compile_options, DTypeArg, OptArgs, SpecArgs};
 
 /// How the next token is chosen.
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -127,6 +127,11 @@ pub struct GenerateArgs {
     /// Element type of weights and activations (overrides the spec's dtype).
     #[arg(long, value_enum)]
     dtype: Option<DTypeArg>,
+    /// Compile without a key/value cache: every step reruns the whole sequence.
+    #[arg(long)]
+    no_cache: bool,
+    #[command(flatten)]
+    opt: OptArgs,
 }
 
 /// Runs `tfc generate`.
@@ -150,7 +155,7 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
     };
     let request = LoadRequest {
         spec: args.spec.clone(),
-        compile: compile_options(&spec, args.dtype),
+        compile: args.opt.apply(compile_options(&spec, args.dtype)),
         seed: args.init_seed,
         weights: args.weights.clone(),
         weight_map: args.weight_map.clone(),
@@ -161,12 +166,13 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
             },
             intra_threads: args.threads,
         },
+        no_cache: args.no_cache,
     };
     let mut loaded = load(&request)?;
     if let Some(warning) = &loaded.fallback {
         eprintln!("warning: {warning}");
     }
-    if !loaded.cached {
+    if !loaded.cached && !args.no_cache {
         eprintln!(
             "note: the model has no key/value cache graphs; every step reruns the whole sequence"
         );

@@ -11,11 +11,13 @@ use std::time::Instant;
 
 use super::model::{OnnxDecoderOnly, OnnxEncoderDecoder, StepModel};
 use super::GenerateError;
-use crate::driver::{self, CompileOptions};
+use crate::driver::{self, CompileOptions, CompiledGraphs};
 use crate::emit::{self, EmitOptions};
+use crate::lower::LowerOptions;
 use crate::model::Model;
 use crate::runtime::run::RunError;
 use crate::runtime::{load_session_with, Provider, SessionOptions};
+use crate::weights::LoadReport;
 
 /// What to compile and how to run it.
 #[derive(Debug, Clone, Default)]
@@ -32,6 +34,9 @@ pub struct LoadRequest {
     pub weight_map: Option<String>,
     /// Session configuration.
     pub session: SessionOptions,
+    /// Rerun the whole sequence at every step instead of compiling graphs
+    /// with a key/value cache (for comparisons and debugging).
+    pub no_cache: bool,
 }
 
 /// A spec ready to decode with.
@@ -70,19 +75,24 @@ impl std::fmt::Debug for LoadedModel {
 pub fn load(request: &LoadRequest) -> Result<LoadedModel, GenerateError> {
     let prepare = |e: RunError| GenerateError::Prepare(Box::new(e));
     let started = Instant::now();
-    let mut compiled =
-        driver::compile(&request.spec, &request.compile).map_err(|e| prepare(e.into()))?;
+    let lower_opts = LowerOptions {
+        kv_cache: !request.no_cache,
+    };
+    let mut compiled = driver::compile_graphs(&request.spec, &request.compile, &lower_opts)
+        .map_err(|e| prepare(e.into()))?;
     let weights = match &request.weights {
         Some(checkpoint) => {
-            let report =
-                driver::load_weights(&mut compiled, checkpoint, request.weight_map.as_deref())
-                    .map_err(|e| prepare(e.into()))?;
-            Some(report.to_string())
+            let reports = driver::load_weights_graphs(
+                &mut compiled,
+                checkpoint,
+                request.weight_map.as_deref(),
+            )
+            .map_err(|e| prepare(e.into()))?;
+            Some(weights_summary(&compiled.graphs, &reports))
         }
         None => None,
     };
-    let graphs = vec![("model".to_string(), compiled.graph)];
-    let model = compiled.model;
+    let CompiledGraphs { model, graphs } = compiled;
 
     // Emit every graph.
     let dir = tempfile::tempdir().map_err(|e| prepare(RunError::TempDir(e)))?;
@@ -111,6 +121,19 @@ pub fn load(request: &LoadRequest) -> Result<LoadedModel, GenerateError> {
         load_ms: started.elapsed().as_secs_f64() * 1e3,
         _dir: dir,
     })
+}
+
+/// One line per graph when there are several, else the single report.
+fn weights_summary(graphs: &[(String, crate::ir::Graph)], reports: &[LoadReport]) -> String {
+    match reports {
+        [one] => one.to_string(),
+        _ => graphs
+            .iter()
+            .zip(reports)
+            .map(|((role, _), report)| format!("{role} graph: {report}"))
+            .collect::<Vec<_>>()
+            .join("\n"),
+    }
 }
 
 /// A step model, whether it is cached, the provider and any fallback.

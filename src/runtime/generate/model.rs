@@ -68,18 +68,22 @@ struct CacheSlot {
 }
 
 /// The declared inputs of a session, with the cache inputs whose names start with `prefix`
-/// paired with the outputs the same name with `present` yields.
+/// paired with the outputs the same name with `present` yields. The present may also be
+/// an output of another graph, among `elsewhere` (the encoder's cross-attention keys and
+/// values, computed once per input).
 fn cache_slots(
     session: &mut Session,
     prefix: &str,
     present_prefix: &str,
+    elsewhere: &[String],
 ) -> Result<Vec<CacheSlot>, GenerateError> {
     let path = session.path().to_path_buf();
-    let outputs: Vec<String> = session
+    let mut outputs: Vec<String> = session
         .output_names()
         .into_iter()
         .map(str::to_string)
         .collect();
+    outputs.extend(elsewhere.iter().cloned());
     let mut slots = Vec::new();
     for input in session.ort_session().inputs() {
         let Some(rest) = input.name().strip_prefix(prefix) else {
@@ -412,7 +416,7 @@ impl std::fmt::Debug for OnnxDecoderOnly {
 impl OnnxDecoderOnly {
     /// Wraps a loaded decoder graph; its cache inputs are found by name.
     pub fn new(mut session: Session) -> Result<OnnxDecoderOnly, GenerateError> {
-        let cache = cache_slots(&mut session, "past_key_values.", "present.")?;
+        let cache = cache_slots(&mut session, "past_key_values.", "present.", &[])?;
         let inputs = declared_inputs(&session);
         Ok(OnnxDecoderOnly {
             session,
@@ -589,13 +593,18 @@ impl OnnxEncoderDecoder {
         encoder: Session,
         mut decoder: Session,
     ) -> Result<OnnxEncoderDecoder, GenerateError> {
-        let cross = cache_slots(&mut decoder, "past_key_values.", "present.")?
+        let encoder_names: Vec<String> = encoder
+            .output_names()
+            .into_iter()
+            .map(str::to_string)
+            .collect();
+        let cross = cache_slots(&mut decoder, "past_key_values.", "present.", &encoder_names)?
             .into_iter()
             .filter(|slot| {
                 slot.past.ends_with(".encoder.key") || slot.past.ends_with(".encoder.value")
             })
             .collect::<Vec<_>>();
-        let own = cache_slots(&mut decoder, "past_key_values.", "present.")?
+        let own = cache_slots(&mut decoder, "past_key_values.", "present.", &encoder_names)?
             .into_iter()
             .filter(|slot| {
                 slot.past.ends_with(".decoder.key") || slot.past.ends_with(".decoder.value")

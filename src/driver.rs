@@ -10,6 +10,7 @@ use crate::ir::{self, Graph, IrError};
 use crate::lower::{self, LowerError};
 use crate::model::{FloatType, Model};
 use crate::passes::{self, OptLevel, PassError, PassOptions, PassReport};
+use crate::weights::WeightMap;
 
 /// Choices that change what is compiled.
 #[derive(Debug, Clone, Default)]
@@ -71,6 +72,27 @@ pub fn resolve(path: &Path, opts: &CompileOptions) -> Result<Model, CompileError
         model.dtype = dtype;
     }
     Ok(model)
+}
+
+/// Checks every model defined in `path` (not those only included): the
+/// front end reports the errors of all of them at once, then each model is
+/// lowered and verified. Returns each model's name and parameter count.
+pub fn check_all(path: &Path, opts: &CompileOptions) -> Result<Vec<(String, u64)>, CompileError> {
+    let mut sources = SourceMap::default();
+    let models = front::load(path, &mut sources).map_err(|diags| CompileError::Diagnostics {
+        rendered: front::render(&diags, &sources, opts.color),
+        count: diags.len(),
+    })?;
+    let mut checked = Vec::with_capacity(models.len());
+    for mut model in models {
+        if let Some(dtype) = opts.dtype {
+            model.dtype = dtype;
+        }
+        let graph = lower::lower(&model)?;
+        ir::verify(&graph)?;
+        checked.push((model.name.clone(), graph.parameter_count()));
+    }
+    Ok(checked)
 }
 
 /// Runs the front end, lowering and the optimiser, verifying the graph
@@ -152,6 +174,20 @@ pub enum WeightsError {
     },
 }
 
+/// The map `--weight-map` names (a built-in family or a YAML file), or when
+/// `None` the built-in map that the checkpoint's tensor names fit.
+fn choose_map(checkpoint: &Path, map: Option<&str>) -> Result<WeightMap, WeightsError> {
+    match map {
+        Some(name) => Ok(WeightMap::named_or_file(name)?),
+        None => {
+            let names = crate::weights::load::checkpoint_names(checkpoint)?;
+            WeightMap::detect(&names).ok_or_else(|| WeightsError::NoMap {
+                checkpoint: checkpoint.to_path_buf(),
+            })
+        }
+    }
+}
+
 /// Replaces the random weights of `compiled` with the checkpoint at `checkpoint` (a
 /// `.safetensors` file or a Hugging Face model folder). `map` is a built-in map name or a
 /// YAML file; when `None`, the map is detected from the checkpoint's tensor names.
@@ -160,17 +196,8 @@ pub fn load_weights(
     checkpoint: &Path,
     map: Option<&str>,
 ) -> Result<crate::weights::LoadReport, WeightsError> {
-    use crate::weights::{load, WeightMap};
-    let map = match map {
-        Some(name) if WeightMap::BUILTIN_NAMES.contains(&name) => WeightMap::builtin(name)?,
-        Some(file) => WeightMap::from_file(Path::new(file))?,
-        None => {
-            let names = load::checkpoint_names(checkpoint)?;
-            WeightMap::detect(&names).ok_or_else(|| WeightsError::NoMap {
-                checkpoint: checkpoint.to_path_buf(),
-            })?
-        }
-    };
+    use crate::weights::load;
+    let map = choose_map(checkpoint, map)?;
     let map = map.with_model(&compiled.model);
     Ok(load::load_checkpoint(
         &mut compiled.graph,
@@ -190,17 +217,8 @@ pub fn load_weights_graphs(
 ) -> Result<Vec<crate::weights::LoadReport>, WeightsError> {
     use std::collections::BTreeSet;
 
-    use crate::weights::{load, LoadOptions, WeightMap};
-    let map = match map {
-        Some(name) if WeightMap::BUILTIN_NAMES.contains(&name) => WeightMap::builtin(name)?,
-        Some(file) => WeightMap::from_file(Path::new(file))?,
-        None => {
-            let names = load::checkpoint_names(checkpoint)?;
-            WeightMap::detect(&names).ok_or_else(|| WeightsError::NoMap {
-                checkpoint: checkpoint.to_path_buf(),
-            })?
-        }
-    };
+    use crate::weights::{load, LoadOptions};
+    let map = choose_map(checkpoint, map)?;
     let map = map.with_model(&compiled.model);
     let names: Vec<BTreeSet<String>> = compiled
         .graphs

@@ -86,12 +86,14 @@ fn matmul_flops(graph: &Graph, n: petgraph::stable_graph::NodeIndex, w: Workload
         .last()
         .and_then(|d| d.eval(&env))
         .unwrap_or(0);
-    let out: i64 = graph.g[n].outputs[0]
+    // Saturating: absurd workloads give u64::MAX, never an overflow.
+    let out = graph.g[n].outputs[0]
         .shape
         .iter()
-        .map(|d| d.eval(&env).unwrap_or(0))
-        .product();
-    (2 * out * k).max(0) as u64
+        .map(|d| i128::from(d.eval(&env).unwrap_or(0).max(0)))
+        .fold(1i128, i128::saturating_mul);
+    let flops = out.saturating_mul(2).saturating_mul(i128::from(k.max(0)));
+    u64::try_from(flops).unwrap_or(u64::MAX)
 }
 
 /// Builds the report for `model`, lowered as `graph`.
@@ -119,16 +121,18 @@ pub fn report(model: &Model, graph: &Graph, w: Workload) -> Report {
             Op::Weight {
                 name, shape, dtype, ..
             } => {
-                let count: u64 = shape.iter().product();
-                weight_bytes += count * dtype.bits() / 8;
+                let count = shape.iter().fold(1u64, |a, &d| a.saturating_mul(d));
+                weight_bytes = weight_bytes.saturating_add(count.saturating_mul(dtype.bits()) / 8);
                 let parts: Vec<&str> = name.split('.').collect();
-                touch(&mut groups, group_of(&parts), i).parameters += count;
+                let row = touch(&mut groups, group_of(&parts), i);
+                row.parameters = row.parameters.saturating_add(count);
             }
             Op::MatMul => {
                 let f = matmul_flops(graph, n, w);
-                flops += f;
+                flops = flops.saturating_add(f);
                 let parts: Vec<&str> = node.name.split('/').filter(|p| !p.is_empty()).collect();
-                touch(&mut groups, group_of(&parts), i).flops += f;
+                let row = touch(&mut groups, group_of(&parts), i);
+                row.flops = row.flops.saturating_add(f);
             }
             _ => {}
         }

@@ -141,11 +141,33 @@ pub fn run(args: BuildArgs) -> anyhow::Result<()> {
     let Some(out) = args.output.clone() else {
         anyhow::bail!("`tfc build` needs an output file: add `-o model.onnx`");
     };
+    check_output_path(&out, &args.spec.spec)?;
     let opts = emit_options(&args);
     super::stop_on_interrupt();
     let report = emit::emit(&compiled.graph, &opts, &out)
         .with_context(|| format!("could not write {}", out.display()))?;
     print_summary(&report, &out, start);
+    Ok(())
+}
+
+/// Refuses an output path that names a folder or the spec itself, which a
+/// build would otherwise replace with a model.
+fn check_output_path(out: &std::path::Path, spec: &std::path::Path) -> anyhow::Result<()> {
+    if out.is_dir() || out.as_os_str().to_string_lossy().ends_with('/') {
+        anyhow::bail!(
+            "{} is a folder: give a file name such as `-o {}`",
+            out.display(),
+            out.join("model.onnx").display()
+        );
+    }
+    let same = |a: &std::path::Path, b: &std::path::Path| matches!((a.canonicalize(), b.canonicalize()), (Ok(a), Ok(b)) if a == b);
+    if same(out, spec) {
+        anyhow::bail!(
+            "the output {} is the spec being compiled: choose another file, such as `-o {}`",
+            out.display(),
+            out.with_extension("onnx").display()
+        );
+    }
     Ok(())
 }
 

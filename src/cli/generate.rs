@@ -204,6 +204,18 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
             bail!("token id {bad} in prompt {row} is outside the vocabulary of {vocab} entries");
         }
     }
+    for (flag, id) in args
+        .pad_id
+        .map(|p| ("--pad-id", p))
+        .into_iter()
+        .chain(args.eos.map(|e| ("--eos", e)))
+        .chain(args.stop.iter().map(|&s| ("--stop", s)))
+    {
+        if id < 0 || id as u64 >= vocab {
+            bail!("{flag} {id} is outside the vocabulary of {vocab} entries");
+        }
+    }
+    check_positions(model, &rows, args.max_new_tokens)?;
     let fill = pad.or(eos.first().copied()).unwrap_or(0);
     let prompt = if model.is_encoder_decoder() {
         Prompt::right_padded(&rows, fill)?
@@ -242,6 +254,52 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
         print_sequences(&generation, tokenizer.as_ref())?;
     }
     eprintln!("{}", timing_line(&generation, &loaded, rows.len()));
+    Ok(())
+}
+
+/// Refuses a run whose sequences would outgrow a learned or sinusoidal
+/// position table, before any token is generated.
+fn check_positions(
+    model: &tfc::model::Model,
+    rows: &[Vec<i64>],
+    max_new_tokens: usize,
+) -> anyhow::Result<()> {
+    use tfc::runtime::run::max_positions;
+    let longest = rows.iter().map(Vec::len).max().unwrap_or(0) as u64;
+    let new = max_new_tokens as u64;
+    if model.is_encoder_decoder() {
+        let encoder = model
+            .encoder
+            .as_ref()
+            .and_then(|s| max_positions(&s.position));
+        if let Some(max) = encoder.filter(|&max| longest > max) {
+            bail!("the prompt has {longest} tokens, but the encoder has only {max} positions");
+        }
+        // The decoder reads its start token and every generated token but the last.
+        let decoder = model
+            .decoder
+            .as_ref()
+            .and_then(|s| max_positions(&s.position));
+        if let Some(max) = decoder.filter(|&max| new > max) {
+            bail!(
+                "--max-new-tokens {new} needs {new} decoder positions, but the decoder has \
+                 only {max}: pass --max-new-tokens {max} or less"
+            );
+        }
+    } else {
+        let decoder = model
+            .decoder
+            .as_ref()
+            .and_then(|s| max_positions(&s.position));
+        if let Some(max) = decoder.filter(|&max| longest + new > max + 1) {
+            let room = (max + 1).saturating_sub(longest);
+            bail!(
+                "a prompt of {longest} tokens and {new} new tokens need {} positions, but the \
+                 model has only {max}: pass --max-new-tokens {room} or less",
+                longest + new - 1
+            );
+        }
+    }
     Ok(())
 }
 

@@ -5,6 +5,11 @@ use tfc::inspect::{render, report, Workload};
 
 use super::{compile_options, DTypeArg, SpecArgs};
 
+/// Largest `--batch` taken: keeps every FLOP count within 64 bits.
+const MAX_BATCH: i64 = 1 << 20;
+/// Largest `--sequence` taken.
+const MAX_SEQUENCE: i64 = 1 << 24;
+
 /// Arguments of `tfc inspect`.
 #[derive(Args)]
 pub struct InspectArgs {
@@ -28,6 +33,12 @@ pub struct InspectArgs {
 pub fn run(args: InspectArgs) -> anyhow::Result<()> {
     if args.batch < 1 || args.sequence < 1 {
         anyhow::bail!("--batch and --sequence must be at least 1");
+    }
+    if args.batch > MAX_BATCH || args.sequence > MAX_SEQUENCE {
+        anyhow::bail!(
+            "--batch is at most {MAX_BATCH} and --sequence at most {MAX_SEQUENCE} \
+             (FLOPs beyond them are not a workload any machine runs)"
+        );
     }
     // The report reads the lowered graph, before any fusion hides a MatMul.
     let options = tfc::driver::CompileOptions {

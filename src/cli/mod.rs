@@ -29,7 +29,7 @@ struct Cli {
 enum Command {
     /// Compile a spec to an ONNX model (or print its IR with --emit ir).
     Build(build::BuildArgs),
-    /// Check a spec and report every error, writing nothing.
+    /// Check every model of a spec (or one, with -m) and report every error, writing nothing.
     Check(SpecArgs),
     /// Show parameters, weight bytes, FLOPs and KV-cache size, per layer.
     Inspect(inspect::InspectArgs),
@@ -201,14 +201,26 @@ pub fn stop_on_interrupt() {
     }
 }
 
+/// `tfc check`: one model with `-m`, otherwise every model of the file.
 fn check(args: SpecArgs) -> anyhow::Result<()> {
-    let compiled = tfc::driver::compile(&args.spec, &compile_options(&args, None))?;
-    println!(
-        "{}: model `{}` is valid ({} parameters)",
-        args.spec.display(),
-        compiled.model.name,
-        compiled.graph.parameter_count()
-    );
+    let options = compile_options(&args, None);
+    let checked = match &args.model {
+        Some(_) => {
+            let compiled = tfc::driver::compile(&args.spec, &options)?;
+            let parameters = compiled.graph.parameter_count();
+            vec![(compiled.model.name, parameters)]
+        }
+        None => tfc::driver::check_all(&args.spec, &options)?,
+    };
+    if checked.is_empty() {
+        anyhow::bail!("{} defines no model", args.spec.display());
+    }
+    for (name, parameters) in checked {
+        println!(
+            "{}: model `{name}` is valid ({parameters} parameters)",
+            args.spec.display()
+        );
+    }
     Ok(())
 }
 

@@ -52,6 +52,18 @@ pub enum InputError {
         /// The vocabulary size.
         vocab: u64,
     },
+    /// A token id is negative.
+    #[error("token id {id} ({what} row {row}, position {position}) is negative")]
+    NegativeId {
+        /// The id.
+        id: i64,
+        /// Which batch (`input ids`, `decoder ids`).
+        what: &'static str,
+        /// The row, counted from 0.
+        row: usize,
+        /// The position in the row, counted from 0.
+        position: usize,
+    },
     /// A sequence is longer than the model's position table.
     #[error(
         "{what} row {row} has {len} tokens, but the model has only {max} positions \
@@ -189,7 +201,15 @@ impl TokenBatch {
     pub fn check_vocab(&self, vocab: u64, what: &'static str) -> Result<(), InputError> {
         for (row, (ids, &len)) in self.ids.iter().zip(&self.lengths).enumerate() {
             for (position, &id) in ids.iter().take(len).enumerate() {
-                if id < 0 || id as u64 >= vocab {
+                if id < 0 {
+                    return Err(InputError::NegativeId {
+                        id,
+                        what,
+                        row,
+                        position,
+                    });
+                }
+                if id as u64 >= vocab {
                     return Err(InputError::IdOutOfRange {
                         id,
                         what,
@@ -309,6 +329,22 @@ impl TextTokenizer {
         padding.strategy = tokenizers::PaddingStrategy::BatchLongest;
         inner.with_padding(Some(padding));
         if let Some(max_length) = max_length {
+            // The tokenizer subtracts its special tokens from the length and
+            // must keep at least one real token.
+            use tokenizers::PostProcessor;
+            let special = inner
+                .get_post_processor()
+                .map_or(0, |p| p.added_tokens(false));
+            if max_length <= special {
+                return Err(InputError::Tokenizer {
+                    path: path.to_path_buf(),
+                    message: format!(
+                        "--max-length {max_length} leaves no room for text: the tokenizer adds \
+                         {special} special tokens, so the length must be at least {}",
+                        special + 1
+                    ),
+                });
+            }
             let mut truncation = inner.get_truncation().cloned().unwrap_or_default();
             truncation.max_length = max_length;
             inner.with_truncation(Some(truncation)).map_err(error)?;

@@ -230,7 +230,7 @@ fn output_kinds(model: &Model) -> Vec<(String, OutputKind)> {
 
 /// The number of positions a stack's learned or sinusoidal table covers, which bounds the
 /// length of its input.
-fn max_positions(position: &Position) -> Option<u64> {
+pub fn max_positions(position: &Position) -> Option<u64> {
     match position {
         Position::Learned {
             max_position_embeddings,
@@ -300,9 +300,12 @@ pub fn run_model(request: &RunRequest) -> Result<RunReport, RunError> {
     let vocab = model
         .map(|m| m.vocab_size)
         .or_else(|| tokenizer.as_ref().map(|t| t.vocab_size() as u64));
-    if let Some(vocab) = vocab {
-        tokens.check_vocab(vocab, "input ids")?;
-        decoder.check_vocab(vocab, "decoder ids")?;
+    // Without a vocabulary size (an ONNX file, no tokenizer) negative ids
+    // are still refused: ONNX's Gather would read them from the table's end.
+    let limit = vocab.unwrap_or(i64::MAX as u64);
+    tokens.check_vocab(limit, "input ids")?;
+    if !request.decoder_ids.is_empty() || model.is_some_and(Model::is_encoder_decoder) {
+        decoder.check_vocab(limit, "decoder ids")?;
     }
     if let Some(model) = model {
         let main_stack = model.encoder.as_ref().or(model.decoder.as_ref());

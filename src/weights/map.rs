@@ -372,6 +372,48 @@ impl WeightMap {
         WeightMap::from_yaml(text, name)
     }
 
+    /// Other family names that a built-in map covers, as `(alias, map)`.
+    pub const BUILTIN_ALIASES: &'static [(&'static str, &'static str)] = &[
+        ("roberta", "bert"),
+        ("minilm", "bert"),
+        ("mistral", "llama"),
+        ("qwen2", "llama"),
+        ("marian", "bart"),
+        ("mbart", "bart"),
+    ];
+
+    /// What `--weight-map` names: a built-in family (or one of its
+    /// aliases), otherwise a YAML file. A name that is neither an existing
+    /// file nor looks like a path is reported as an unknown family.
+    pub fn named_or_file(name: &str) -> Result<WeightMap, MapError> {
+        let family = Self::BUILTIN_ALIASES
+            .iter()
+            .find(|(alias, _)| *alias == name)
+            .map_or(name, |(_, map)| map);
+        if Self::BUILTIN_NAMES.contains(&family) {
+            return WeightMap::builtin(family);
+        }
+        let path = Path::new(name);
+        let looks_like_path = name.contains(std::path::MAIN_SEPARATOR)
+            || name.ends_with(".yaml")
+            || name.ends_with(".yml");
+        if !path.exists() && !looks_like_path {
+            let mut known: Vec<String> =
+                Self::BUILTIN_NAMES.iter().map(|s| s.to_string()).collect();
+            known.extend(
+                Self::BUILTIN_ALIASES
+                    .iter()
+                    .map(|(a, m)| format!("{a} (= {m})")),
+            );
+            known.push("or a YAML map file".to_string());
+            return Err(MapError::UnknownBuiltin {
+                name: name.to_string(),
+                known,
+            });
+        }
+        WeightMap::from_file(path)
+    }
+
     /// Reads a map from a YAML file.
     pub fn from_file(path: &Path) -> Result<WeightMap, MapError> {
         let text = std::fs::read_to_string(path).map_err(|source| MapError::Io {

@@ -18,8 +18,10 @@ mod reference;
 
 use ndarray::ArrayD;
 use reference::{
-    compare, compile_with_checkpoint, fixture_dir, root, run_onnx, Comparison, FixtureIo, Positions,
+    compare, compile_with_checkpoint, fixture_dir, root, run_onnx_for, Comparison, FixtureIo,
+    Positions,
 };
+use tfc::emit::Target;
 use tfc::model::FloatType;
 use Positions::{All, RealTokens};
 
@@ -65,9 +67,14 @@ struct Case<'a> {
     checks: &'a [Check],
 }
 
-/// Builds the case in `dtype`, runs it on the fixture's inputs (with
-/// `position_ids` replaced when `positions` is given) and compares.
-fn measure(case: &Case, dtype: FloatType, positions: Option<ArrayD<i64>>) -> Vec<Comparison> {
+/// Builds the case in `dtype` for `target`, runs it on the fixture's inputs
+/// (with `position_ids` replaced when `positions` is given) and compares.
+fn measure(
+    case: &Case,
+    dtype: FloatType,
+    target: Target,
+    positions: Option<ArrayD<i64>>,
+) -> Vec<Comparison> {
     let io = FixtureIo::read(case.fixture);
     let spec = root().join("tests/specs").join(case.spec);
     let compiled = compile_with_checkpoint(
@@ -82,7 +89,7 @@ fn measure(case: &Case, dtype: FloatType, positions: Option<ArrayD<i64>>) -> Vec
         inputs.insert("position_ids".to_string(), p);
     }
     let dir = tempfile::tempdir().expect("temporary folder");
-    let outputs = run_onnx(&compiled, dir.path(), &inputs);
+    let outputs = run_onnx_for(&compiled, dir.path(), &inputs, target);
 
     let mask = io.int("attention_mask");
     case.checks
@@ -122,15 +129,22 @@ fn assert_within(label: &str, comparisons: &[Comparison], bound: impl Fn(&Compar
     }
 }
 
+/// Every emitter target: the fused operators of `onnx23` and `ort` must
+/// compute what Hugging Face computes as exactly as the portable form.
 fn assert_f32(case: &Case) {
-    let comparisons = measure(case, FloatType::F32, None);
-    assert_within(case.fixture, &comparisons, |_| F32_TOLERANCE);
+    for target in Target::ALL {
+        let comparisons = measure(case, FloatType::F32, target, None);
+        let label = format!("{} ({target})", case.fixture);
+        assert_within(&label, &comparisons, |_| F32_TOLERANCE);
+    }
 }
 
 fn assert_f16(case: &Case) {
-    let comparisons = measure(case, FloatType::F16, None);
-    let label = format!("{} (fp16)", case.fixture);
-    assert_within(&label, &comparisons, |c| F16_RELATIVE_TOLERANCE * c.scale);
+    for target in Target::ALL {
+        let comparisons = measure(case, FloatType::F16, target, None);
+        let label = format!("{} (fp16, {target})", case.fixture);
+        assert_within(&label, &comparisons, |c| F16_RELATIVE_TOLERANCE * c.scale);
+    }
 }
 
 const BERT: Case<'static> = Case {
@@ -215,7 +229,12 @@ fn gpt2_lm_head_with_arange_positions() {
         checks: &[check("logits_arange_positions", "logits", RealTokens)],
         ..GPT2
     };
-    let comparisons = measure(&case, FloatType::F32, Some(arange_positions(&case)));
+    let comparisons = measure(
+        &case,
+        FloatType::F32,
+        Target::Portable,
+        Some(arange_positions(&case)),
+    );
     assert_within("gpt2 (arange positions)", &comparisons, |_| F32_TOLERANCE);
 }
 
@@ -230,7 +249,12 @@ fn llama_causal_lm_with_arange_positions() {
         checks: &[check("logits_arange_positions", "logits", RealTokens)],
         ..LLAMA
     };
-    let comparisons = measure(&case, FloatType::F32, Some(arange_positions(&case)));
+    let comparisons = measure(
+        &case,
+        FloatType::F32,
+        Target::Portable,
+        Some(arange_positions(&case)),
+    );
     assert_within("llama (arange positions)", &comparisons, |_| F32_TOLERANCE);
 }
 
@@ -299,7 +323,12 @@ fn gpt2_wrong_positions_are_detected() {
         checks: &[check("logits", "logits", RealTokens)],
         ..GPT2
     };
-    let comparisons = measure(&case, FloatType::F32, Some(arange_positions(&case)));
+    let comparisons = measure(
+        &case,
+        FloatType::F32,
+        Target::Portable,
+        Some(arange_positions(&case)),
+    );
     let c = &comparisons[0];
     eprintln!("gpt2 (arange positions vs generate reference): {c}");
     assert!(

@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use anyhow::Context;
 use clap::{Args, ValueEnum};
-use tfc::emit::{self, EmitOptions, ExternalData, WeightMode};
+use tfc::emit::{self, EmitOptions, ExternalData, Target, TargetProvider, WeightMode};
 use tfc::inspect::{human_bytes, human_count};
 
 use super::{compile_options, write_output, DTypeArg, OptArgs, SpecArgs};
@@ -56,6 +56,36 @@ pub enum ExternalArg {
     Never,
 }
 
+/// `--target`.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TargetArg {
+    /// Standard ONNX, opset 17: runs in any runtime.
+    Portable,
+    /// Standard ONNX, opset 23, with its fused operators.
+    Onnx23,
+    /// Opset 17 plus ONNX Runtime's com.microsoft operators.
+    Ort,
+}
+
+impl From<TargetArg> for Target {
+    fn from(t: TargetArg) -> Target {
+        match t {
+            TargetArg::Portable => Target::Portable,
+            TargetArg::Onnx23 => Target::Onnx23,
+            TargetArg::Ort => Target::Ort,
+        }
+    }
+}
+
+/// `--for-provider`.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ForProvider {
+    /// ONNX Runtime's CPU provider (and other runtimes).
+    Cpu,
+    /// ONNX Runtime's CUDA provider.
+    Cuda,
+}
+
 /// Arguments of `tfc build`.
 #[derive(Args)]
 pub struct BuildArgs {
@@ -90,6 +120,15 @@ pub struct BuildArgs {
     /// When weights go to a separate `OUT.onnx.data` file.
     #[arg(long, value_enum, default_value_t = ExternalArg::Auto)]
     external_data: ExternalArg,
+    /// Which fused operators to write: `portable` (standard opset-17 nodes
+    /// only; any runtime), `onnx23` (opset-23 Attention, RMSNormalization,
+    /// RotaryEmbedding) or `ort` (ONNX Runtime's com.microsoft operators).
+    #[arg(long, value_enum, default_value_t = TargetArg::Portable)]
+    target: TargetArg,
+    /// The execution provider the fused operators are chosen for (with
+    /// `--target onnx23|ort`).
+    #[arg(long = "for-provider", value_enum, default_value_t = ForProvider::Cpu)]
+    for_provider: ForProvider,
     /// Compile for generation with a key/value cache: `-o` names a folder that
     /// receives `decoder.onnx` (and `encoder.onnx` for an encoder–decoder);
     /// see docs/KV_CACHE.md.
@@ -173,7 +212,14 @@ fn check_output_path(out: &std::path::Path, spec: &std::path::Path) -> anyhow::R
 
 /// The emit options the flags ask for.
 fn emit_options(args: &BuildArgs) -> EmitOptions {
+    let target = Target::from(args.target);
     EmitOptions {
+        opset: target.opset(),
+        target,
+        provider: match args.for_provider {
+            ForProvider::Cpu => TargetProvider::Cpu,
+            ForProvider::Cuda => TargetProvider::Cuda,
+        },
         seed: args.seed,
         weights: match &args.weights {
             WeightsArg::Random | WeightsArg::Checkpoint(_) => WeightMode::Random,

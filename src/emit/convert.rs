@@ -10,7 +10,7 @@
 //! source (input, weight, constant) or repeats an earlier output's value is
 //! produced by an `Identity` node named `/{output}/Identity`.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use super::onnx_proto::{
@@ -137,7 +137,7 @@ impl Names {
 
 /// Converts a graph, checking it first.
 pub(crate) fn lower(graph: &Graph, opts: &EmitOptions) -> Result<Lowered, EmitError> {
-    if !SUPPORTED_OPSETS.contains(&opts.opset) {
+    if !SUPPORTED_OPSETS.contains(&opts.opset) || opts.opset < opts.target.opset() {
         return Err(EmitError::Opset(opts.opset));
     }
     verify(graph)?;
@@ -223,6 +223,7 @@ pub(crate) fn lower(graph: &Graph, opts: &EmitOptions) -> Result<Lowered, EmitEr
         node_names.reserve("node", &graph.g[n].name)?;
     }
     let mut domains = BTreeSet::new();
+    let mut shared = BTreeMap::new();
     for &n in &order {
         let node = &graph.g[n];
         match &node.op {
@@ -253,10 +254,13 @@ pub(crate) fn lower(graph: &Graph, opts: &EmitOptions) -> Result<Lowered, EmitEr
             outputs,
             input_types,
             opset: opts.opset,
+            target: opts.target,
+            provider: opts.provider,
             nodes: &mut g.node,
             tensors: &mut tensors,
             names: &mut values,
             domains: &mut domains,
+            shared: &mut shared,
         };
         ops::emit_op(&node.op, &mut cx)?;
     }

@@ -20,6 +20,7 @@ mod model;
 pub mod onnx_proto;
 mod ops;
 mod payload;
+pub mod target;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -29,6 +30,7 @@ use crate::weights::init::WeightError;
 
 pub use model::content_hash;
 pub use onnx_proto::ModelProto;
+pub use target::{Target, TargetProvider};
 
 /// The default ONNX opset of the standard domain.
 pub const DEFAULT_OPSET: i64 = 17;
@@ -63,8 +65,13 @@ pub enum ExternalData {
 /// Emitter settings.
 #[derive(Debug, Clone, PartialEq)]
 pub struct EmitOptions {
-    /// Opset of the standard ONNX domain, within [`SUPPORTED_OPSETS`].
+    /// Opset of the standard ONNX domain, within [`SUPPORTED_OPSETS`]; at
+    /// least [`Target::opset`].
     pub opset: i64,
+    /// Which fused operators the model uses ([`Target::Portable`]: none).
+    pub target: Target,
+    /// The execution provider fused forms are chosen for.
+    pub provider: TargetProvider,
     /// Seed of the random weight initialisation.
     pub seed: u64,
     /// Weights as initializers or as graph inputs.
@@ -84,6 +91,8 @@ impl Default for EmitOptions {
     fn default() -> EmitOptions {
         EmitOptions {
             opset: DEFAULT_OPSET,
+            target: Target::Portable,
+            provider: TargetProvider::Cpu,
             seed: 0,
             weights: WeightMode::Random,
             external_data: ExternalData::Auto,

@@ -10,15 +10,17 @@
 //! the domain so the model imports it. Fused operators are decomposed into
 //! standard nodes by `decompose`.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use super::convert::{Names, Tensor};
 use super::onnx_proto::{attribute_proto::AttributeType, AttributeProto, NodeProto};
+use super::target::{fused_form, Target, TargetProvider};
 use super::EmitError;
 use crate::ir::{Op, ReshapeDim, TensorData, TensorType};
 
 mod decompose;
+mod fused;
 
 /// Everything one IR node's conversion reads and appends to.
 pub(crate) struct NodeCx<'a> {
@@ -32,6 +34,10 @@ pub(crate) struct NodeCx<'a> {
     pub input_types: Vec<TensorType>,
     /// Opset of the standard domain.
     pub opset: i64,
+    /// Which fused forms the output uses.
+    pub target: Target,
+    /// The execution provider the fused forms are chosen for.
+    pub provider: TargetProvider,
     /// The graph's nodes.
     pub nodes: &'a mut Vec<NodeProto>,
     /// The graph's initializers.
@@ -40,6 +46,10 @@ pub(crate) struct NodeCx<'a> {
     pub names: &'a mut Names,
     /// Non-standard domains used.
     pub domains: &'a mut BTreeSet<String>,
+    /// Values that several nodes' conversions share, by a key naming what
+    /// they compute (an attention bias expanded to full size is written once
+    /// for all the layers that read it).
+    pub shared: &'a mut BTreeMap<String, String>,
 }
 
 impl NodeCx<'_> {
@@ -240,7 +250,79 @@ pub(crate) fn emit_op(op: &Op, cx: &mut NodeCx) -> Result<(), EmitError> {
             cx.node("Slice", cx.ins_and(&[starts, ends, axes]), vec![]);
         }
 
-        // Fused operators: their standard-ONNX decomposition.
+        // Fused operators: the target's fused form where it has one that
+        // fits, otherwise the standard-ONNX decomposition.
+        Op::Attention { .. }
+        | Op::SkipLayerNorm { .. }
+        | Op::RmsNorm { .. }
+        | Op::SkipRmsNorm { .. }
+        | Op::Gelu { .. }
+        | Op::BiasGelu { .. }
+        | Op::RotaryEmbedding { .. }
+        | Op::MatMulAddBias
+        | Op::EmbedLayerNorm { .. } => {
+            if !emit_fused(op, cx)? {
+                decompose_fused(op, cx)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Writes `op`'s fused form for the context's target; `false` when the
+/// target has none for this op, dtype and provider, or the op's inputs do
+/// not fit it.
+fn emit_fused(op: &Op, cx: &mut NodeCx) -> Result<bool, EmitError> {
+    // The activation type: the first input, or the word embeddings of an
+    // embedding lookup (its first inputs are ids).
+    let activation = match op {
+        Op::EmbedLayerNorm { .. } => 2,
+        _ => 0,
+    };
+    let Some(dtype) = cx.input_types.get(activation).map(|t| t.dtype) else {
+        return Ok(false);
+    };
+    let Some(form) = fused_form(cx.target, cx.provider, op, dtype) else {
+        return Ok(false);
+    };
+    match op {
+        Op::Attention {
+            heads,
+            kv_heads,
+            scale,
+            ..
+        } => fused::attention(cx, form, *heads, *kv_heads, *scale),
+        Op::SkipRmsNorm { eps } if form.op_type == "RMSNormalization" => {
+            fused::add_then_rms_norm(cx, form, *eps);
+            Ok(true)
+        }
+        Op::SkipLayerNorm { eps } | Op::SkipRmsNorm { eps } => {
+            fused::skip_norm(cx, form, *eps);
+            Ok(true)
+        }
+        Op::RmsNorm { eps } => {
+            fused::rms_norm(cx, form, *eps);
+            Ok(true)
+        }
+        Op::Gelu { .. } | Op::BiasGelu { .. } => {
+            fused::gelu(cx, form);
+            Ok(true)
+        }
+        Op::EmbedLayerNorm { eps } => {
+            fused::embed_layer_norm(cx, form, *eps);
+            Ok(true)
+        }
+        Op::RotaryEmbedding {
+            interleaved,
+            rotary_dim,
+        } => fused::rotary(cx, form, *interleaved, *rotary_dim),
+        _ => Ok(false),
+    }
+}
+
+/// Writes a fused op as standard nodes (see `decompose`).
+fn decompose_fused(op: &Op, cx: &mut NodeCx) -> Result<(), EmitError> {
+    match op {
         Op::Attention {
             heads,
             kv_heads,
@@ -259,6 +341,13 @@ pub(crate) fn emit_op(op: &Op, cx: &mut NodeCx) -> Result<(), EmitError> {
         } => decompose::rotary(cx, *interleaved, *rotary_dim)?,
         Op::MatMulAddBias => decompose::matmul_add_bias(cx),
         Op::EmbedLayerNorm { eps } => decompose::embed_layer_norm(cx, *eps),
+        other => {
+            return Err(EmitError::Unsupported {
+                node: cx.name.to_string(),
+                op: other.name(),
+                reason: "not a fused operator".into(),
+            })
+        }
     }
     Ok(())
 }

@@ -18,7 +18,7 @@ use std::sync::OnceLock;
 
 use serde::Deserialize;
 
-use crate::ir::DType;
+use crate::ir::{DType, GeluApproximation, Op};
 
 /// What kind of ONNX the emitter writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, PartialOrd, Ord)]
@@ -120,17 +120,31 @@ pub struct FusedForm {
     pub op_type: &'static str,
 }
 
-/// The fused operator `target` uses for IR op `ir_op` on `provider` with
-/// activations of `dtype`, or `None` to decompose.
+/// The key of `op` in `targets.yaml`: the IR op's name, with `Tanh`
+/// appended for the tanh forms of GELU (they map to another operator).
+pub fn table_key(op: &Op) -> String {
+    match op {
+        Op::Gelu {
+            approximate: GeluApproximation::Tanh,
+        }
+        | Op::BiasGelu {
+            approximate: GeluApproximation::Tanh,
+        } => format!("{}Tanh", op.name()),
+        _ => op.name().to_string(),
+    }
+}
+
+/// The fused operator `target` uses for IR op `op` on `provider` with
+/// activations of `dtype`, or `None` to decompose it.
 pub fn fused_form(
     target: Target,
     provider: TargetProvider,
-    ir_op: &str,
+    op: &Op,
     dtype: DType,
 ) -> Option<FusedForm> {
-    let row = table().get(target.name())?.get(ir_op)?;
+    let row = table().get(target.name())?.get(&table_key(op))?;
     let types = row.dtypes.get(provider.key())?;
-    if !types.iter().any(|t| t == dtype.name()) {
+    if !types.iter().any(|t| t == dtype.short()) {
         return None;
     }
     let (domain, op_type) = match row.op.rsplit_once('.') {
@@ -152,7 +166,9 @@ mod tests {
             "RmsNorm",
             "SkipRmsNorm",
             "Gelu",
+            "GeluTanh",
             "BiasGelu",
+            "BiasGeluTanh",
             "RotaryEmbedding",
             "MatMulAddBias",
             "EmbedLayerNorm",
@@ -173,12 +189,38 @@ mod tests {
     }
 
     #[test]
-    fn forms_depend_on_provider_and_dtype() {
-        let form = fused_form(Target::Ort, TargetProvider::Cpu, "Attention", DType::F32);
-        assert_eq!(form.map(|f| f.domain), Some("com.microsoft"));
+    fn forms_depend_on_target_provider_dtype_and_variant() {
+        use crate::ir::AttentionMask;
+        let attention = Op::Attention {
+            heads: 2,
+            kv_heads: 2,
+            head_dim: 4,
+            scale: 0.5,
+            mask: AttentionMask::None,
+        };
+        let (cpu, cuda) = (TargetProvider::Cpu, TargetProvider::Cuda);
+        let form = fused_form(Target::Ort, cpu, &attention, DType::F32);
         assert_eq!(
-            fused_form(Target::Portable, TargetProvider::Cpu, "Attention", DType::F32),
+            form.map(|f| (f.domain, f.op_type)),
+            Some(("com.microsoft", "MultiHeadAttention"))
+        );
+        assert_eq!(fused_form(Target::Ort, cpu, &attention, DType::F16), None);
+        assert!(fused_form(Target::Ort, cuda, &attention, DType::F16).is_some());
+        assert_eq!(
+            fused_form(Target::Portable, cpu, &attention, DType::F32),
             None
         );
+        let form = fused_form(Target::Onnx23, cpu, &attention, DType::F32);
+        assert_eq!(form.map(|f| (f.domain, f.op_type)), Some(("", "Attention")));
+
+        let tanh = Op::BiasGelu {
+            approximate: GeluApproximation::Tanh,
+        };
+        let erf = Op::BiasGelu {
+            approximate: GeluApproximation::None,
+        };
+        let op_type = |op: &Op| fused_form(Target::Ort, cpu, op, DType::F32).map(|f| f.op_type);
+        assert_eq!(op_type(&tanh), Some("FastGelu"));
+        assert_eq!(op_type(&erf), Some("BiasGelu"));
     }
 }

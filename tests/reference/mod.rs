@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use ndarray::{ArrayD, Dimension, IxDyn};
 use safetensors::{Dtype, SafeTensors};
 use tfc::driver::{compile, load_weights, CompileOptions, Compiled};
-use tfc::emit::{emit, EmitOptions};
+use tfc::emit::{emit, EmitOptions, Target};
 use tfc::model::FloatType;
 use tfc::runtime::{load_session, run_f32, NamedInput};
 
@@ -141,9 +141,23 @@ pub fn run_onnx(
     dir: &Path,
     inputs: &BTreeMap<String, ArrayD<i64>>,
 ) -> BTreeMap<String, ArrayD<f32>> {
-    let path = dir.join(format!("{}.onnx", compiled.model.name));
-    emit(&compiled.graph, &EmitOptions::default(), &path)
-        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    run_onnx_for(compiled, dir, inputs, Target::Portable)
+}
+
+/// [`run_onnx`] with the model emitted for `target`.
+pub fn run_onnx_for(
+    compiled: &Compiled,
+    dir: &Path,
+    inputs: &BTreeMap<String, ArrayD<i64>>,
+    target: Target,
+) -> BTreeMap<String, ArrayD<f32>> {
+    let path = dir.join(format!("{}.{target}.onnx", compiled.model.name));
+    let opts = EmitOptions {
+        opset: target.opset(),
+        target,
+        ..EmitOptions::default()
+    };
+    emit(&compiled.graph, &opts, &path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let mut session = load_session(&path)
         .unwrap_or_else(|e| panic!("ONNX Runtime must be available (scripts/setup.sh): {e}"));
     let feeds: Vec<(String, NamedInput)> = session

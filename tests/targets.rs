@@ -1,0 +1,199 @@
+//! The three emitter targets: every fused form computes what the unfused
+//! model computes, each target writes the operators it promises (operator
+//! histograms per spec and target are snapshots, so a fusion that stops
+//! happening fails here), and `portable` output never leaves the standard
+//! domain. Agreement with Hugging Face on every target is in
+//! `hf_reference.rs`.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use common::{models_in, onnx_check, synthetic_inputs};
+use prost::Message;
+use tfc::driver::{compile, CompileOptions, Compiled};
+use tfc::emit::{emit, EmitOptions, Target, WeightMode};
+use tfc::model::FloatType;
+use tfc::passes::OptLevel;
+use tfc::runtime::{load_session, run_f32};
+
+/// Largest absolute difference allowed between an optimised model on any
+/// target and the unoptimised portable model, in fp32. The fused kernels
+/// sum in another order (a few ulps per op); the tiny examples' outputs are
+/// of magnitude ≲ 10, so differences stay near 1e-6.
+const F32_TOLERANCE: f32 = 1e-4;
+
+/// The same bound in fp16, relative to the output's largest magnitude: every
+/// op rounds to 11 significant bits, and kernels round in different places.
+const F16_RELATIVE_TOLERANCE: f32 = 1e-2;
+
+fn compile_at(file: &Path, model: &str, level: OptLevel, dtype: Option<FloatType>) -> Compiled {
+    let opts = CompileOptions {
+        model: Some(model.to_string()),
+        opt_level: level,
+        dtype,
+        ..CompileOptions::default()
+    };
+    compile(file, &opts).unwrap_or_else(|e| panic!("{}: {e}", file.display()))
+}
+
+fn emit_for(compiled: &Compiled, target: Target, weights: WeightMode, out: &Path) {
+    let opts = EmitOptions {
+        opset: target.opset(),
+        target,
+        weights,
+        seed: 7,
+        ..EmitOptions::default()
+    };
+    emit(&compiled.graph, &opts, out).unwrap_or_else(|e| panic!("{}: {e}", out.display()));
+}
+
+/// `domain::Op` (or `Op` for the standard domain) → count.
+fn histogram(path: &Path) -> BTreeMap<String, usize> {
+    let bytes = std::fs::read(path).expect("model file");
+    let model = tfc::emit::ModelProto::decode(bytes.as_slice()).expect("valid protobuf");
+    let mut counts = BTreeMap::new();
+    for node in model.graph.expect("graph").node {
+        let op = node.op_type.unwrap_or_default();
+        let key = match node.domain.as_deref() {
+            Some(d) if !d.is_empty() => format!("{d}::{op}"),
+            _ => op,
+        };
+        *counts.entry(key).or_default() += 1;
+    }
+    counts
+}
+
+fn render(counts: &BTreeMap<String, usize>) -> String {
+    counts
+        .iter()
+        .map(|(k, v)| format!("{k:<45} {v}\n"))
+        .collect()
+}
+
+/// Runs `path` on the synthetic inputs of `compiled` at (batch, seq).
+fn outputs(
+    compiled: &Compiled,
+    path: &Path,
+    batch: usize,
+    seq: usize,
+) -> Vec<ndarray::ArrayD<f32>> {
+    let mut session = load_session(path).unwrap_or_else(|e| panic!("{e}"));
+    let inputs = synthetic_inputs(compiled, batch, seq);
+    run_f32(&mut session, inputs)
+        .unwrap_or_else(|e| panic!("{} at ({batch}, {seq}): {e}", path.display()))
+        .into_iter()
+        .map(|(_, v)| v)
+        .collect()
+}
+
+/// Largest |a - b| and largest |a|.
+fn max_diff(a: &ndarray::ArrayD<f32>, b: &ndarray::ArrayD<f32>) -> (f32, f32) {
+    assert_eq!(a.shape(), b.shape());
+    let diff = a
+        .iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max);
+    let scale = a.iter().map(|x| x.abs()).fold(0.0, f32::max);
+    (diff, scale)
+}
+
+/// For every example, each target's optimised model gives the outputs of
+/// the unoptimised portable model (same seeded weights), in fp32 and fp16,
+/// at sizes with batch > 1, padding and sequence 1.
+#[test]
+fn every_target_computes_what_the_unoptimised_model_computes() {
+    let dir = tempfile::tempdir().unwrap();
+    for (file, name) in models_in("examples") {
+        for dtype in [FloatType::F32, FloatType::F16] {
+            let reference = compile_at(&file, &name, OptLevel::O0, Some(dtype));
+            let base = dir.path().join(format!("{name}.{dtype:?}.O0.onnx"));
+            emit_for(&reference, Target::Portable, WeightMode::Random, &base);
+            let optimised = compile_at(&file, &name, OptLevel::O2, Some(dtype));
+            for target in Target::ALL {
+                let path = dir.path().join(format!("{name}.{dtype:?}.{target}.onnx"));
+                emit_for(&optimised, target, WeightMode::Random, &path);
+                for (batch, seq) in [(1, 1), (3, 9)] {
+                    let want = outputs(&reference, &base, batch, seq);
+                    let got = outputs(&optimised, &path, batch, seq);
+                    for (w, g) in want.iter().zip(&got) {
+                        let (diff, scale) = max_diff(w, g);
+                        let limit = match dtype {
+                            FloatType::F32 => F32_TOLERANCE,
+                            FloatType::F16 => F16_RELATIVE_TOLERANCE * scale.max(1.0),
+                        };
+                        assert!(
+                            diff <= limit,
+                            "{name} ({dtype:?}, {target}) at ({batch}, {seq}) differs from -O0 \
+                             by {diff:.3e} > {limit:.3e}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Operator histograms of every spec and example on the fused targets, and
+/// the ONNX checker on each file (opset 23 and the com.microsoft domain
+/// included).
+#[test]
+fn fused_targets_write_their_operators() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut paths = Vec::new();
+    let mut models = models_in("specs");
+    models.extend(models_in("examples"));
+    for (file, name) in models {
+        let compiled = compile_at(&file, &name, OptLevel::O2, None);
+        for target in [Target::Onnx23, Target::Ort] {
+            let out = dir.path().join(format!("{name}.{target}.onnx"));
+            emit_for(&compiled, target, WeightMode::None, &out);
+            insta::assert_snapshot!(format!("ops_{target}_{name}"), render(&histogram(&out)));
+            paths.push(out);
+        }
+    }
+    onnx_check(&paths);
+}
+
+/// BERT-base on `ort` is fully fused: one attention and two skip
+/// layer-norms per layer, the embeddings in one node, GELU with its bias.
+#[test]
+fn bert_base_on_ort_has_one_fused_attention_and_two_skip_norms_per_layer() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = common::root().join("specs/bert-base.tfm");
+    let compiled = compile_at(&file, "bert_base", OptLevel::O2, None);
+    let out = dir.path().join("bert.onnx");
+    emit_for(&compiled, Target::Ort, WeightMode::None, &out);
+    let counts = histogram(&out);
+    let count = |op: &str| counts.get(op).copied().unwrap_or(0);
+    assert_eq!(count("com.microsoft::MultiHeadAttention"), 12);
+    assert_eq!(count("com.microsoft::SkipLayerNormalization"), 24);
+    assert_eq!(count("com.microsoft::EmbedLayerNormalization"), 1);
+    assert_eq!(count("com.microsoft::BiasGelu"), 12);
+    assert_eq!(
+        count("Softmax") + count("LayerNormalization") + count("Erf"),
+        0
+    );
+}
+
+/// `portable` and `onnx23` output uses the standard domain only.
+#[test]
+fn standard_targets_never_write_another_domain() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut models = models_in("specs");
+    models.extend(models_in("examples"));
+    for (file, name) in models {
+        let compiled = compile_at(&file, &name, OptLevel::O3, None);
+        for target in [Target::Portable, Target::Onnx23] {
+            let out = dir.path().join(format!("{name}.{target}.onnx"));
+            emit_for(&compiled, target, WeightMode::None, &out);
+            let foreign: Vec<String> = histogram(&out)
+                .into_keys()
+                .filter(|op| op.contains("::"))
+                .collect();
+            assert!(foreign.is_empty(), "{name} on {target}: {foreign:?}");
+        }
+    }
+}

@@ -11,6 +11,7 @@ pub mod front;
 pub mod inspect;
 pub mod interrupt;
 pub mod ir;
+pub mod lint;
 pub mod lower;
 pub mod model;
 pub mod passes;

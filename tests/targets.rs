@@ -197,3 +197,60 @@ fn standard_targets_never_write_another_domain() {
         }
     }
 }
+
+/// A second runtime: ONNX's own reference evaluator (`onnx.reference`, a
+/// plain implementation of the operator specs) runs every example built for
+/// `portable` and `onnx23` and gives ONNX Runtime's numbers.
+#[test]
+fn standard_targets_run_in_the_onnx_reference_evaluator() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut paths = Vec::new();
+    for (file, name) in models_in("examples") {
+        let compiled = compile_at(&file, &name, OptLevel::O2, None);
+        for target in [Target::Portable, Target::Onnx23] {
+            let out = dir.path().join(format!("{name}.{target}.onnx"));
+            emit_for(&compiled, target, WeightMode::Random, &out);
+            paths.push(out.display().to_string());
+        }
+    }
+    let report = common::python(REFERENCE_EVALUATOR, &paths);
+    eprintln!("{report}");
+    assert_eq!(
+        report.lines().filter(|l| l.starts_with("ok ")).count(),
+        paths.len()
+    );
+}
+
+/// Runs each model given on the command line in ONNX Runtime and in
+/// `onnx.reference` on the same inputs (ids below 8, a padded second row,
+/// positions `0..seq`) and prints `ok PATH max|diff|`, failing above 1e-4.
+const REFERENCE_EVALUATOR: &str = r#"
+import sys
+import numpy as np
+import onnx
+import onnxruntime as ort
+from onnx.reference import ReferenceEvaluator
+
+for path in sys.argv[1:]:
+    model = onnx.load(path)
+    batch, seq = 2, 5
+    feeds = {}
+    for value in model.graph.input:
+        name = value.name
+        if "mask" in name:
+            x = np.ones((batch, seq), np.int64)
+            x[1, 3:] = 0
+        elif "position" in name:
+            x = np.tile(np.arange(seq, dtype=np.int64), (batch, 1))
+        elif "token_type" in name:
+            x = np.zeros((batch, seq), np.int64)
+        else:
+            x = (np.arange(batch * seq, dtype=np.int64).reshape(batch, seq) * 3) % 8
+        feeds[name] = x
+    session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    want = session.run(None, feeds)
+    got = ReferenceEvaluator(model).run(None, feeds)
+    diff = max(float(np.max(np.abs(w.astype(np.float64) - g.astype(np.float64)))) for w, g in zip(want, got))
+    assert diff <= 1e-4, f"{path}: onnx.reference differs from ONNX Runtime by {diff}"
+    print(f"ok {path} {diff:.2e}")
+"#;

@@ -4,6 +4,7 @@
 mod build;
 mod generate;
 mod inspect;
+mod lint;
 mod run;
 
 use std::io::IsTerminal;
@@ -39,6 +40,8 @@ enum Command {
     Run(Box<run::RunArgs>),
     /// Generate tokens from a prompt (greedy, beam search or sampling), streaming them.
     Generate(Box<generate::GenerateArgs>),
+    /// List the operators of a model that named ONNX consumers would reject.
+    Lint(lint::LintArgs),
 }
 
 /// The spec to read and which model in it.
@@ -158,6 +161,7 @@ pub fn main() -> ExitCode {
         Command::Graph(args) => graph(args),
         Command::Run(args) => run::run(*args),
         Command::Generate(args) => generate::run(*args),
+        Command::Lint(args) => lint::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -9,7 +9,7 @@
 //! |---|---|
 //! | `-O0` | none: the lowered graph is emitted as it is |
 //! | `-O1` | cleanup: `fold`, `simplify_shapes`, `cse`, `dce` |
-//! | `-O2` (default) | cleanup, then fusion: `fuse_rms_norm`, `fuse_skip_rms_norm`, `fuse_embed_layer_norm`, `fuse_skip_layer_norm`, `fuse_gelu`, `fuse_bias_gelu`, `fuse_rotary`, `fuse_attention`, `fuse_matmul_bias`, `cse`, `dce` |
+//! | `-O2` (default) | cleanup, then fusion: `fuse_rms_norm`, `fuse_skip_rms_norm`, `fuse_embed_layer_norm`, `fuse_skip_layer_norm`, `fuse_gelu`, `fuse_bias_gelu`, `fuse_rotary`, `fuse_attention`, `fuse_matmul_bias`, `fuse_qkv`, `cse`, `dce` |
 //! | `-O3` | the same as `-O2`: no pass trades exactness for speed yet |
 //!
 //! Each group runs its passes in the listed order and repeats until a round
@@ -28,6 +28,7 @@ mod fuse_bias_gelu;
 mod fuse_embed_layer_norm;
 mod fuse_gelu;
 mod fuse_matmul_bias;
+mod fuse_qkv;
 mod fuse_rms_norm;
 mod fuse_rotary;
 mod fuse_skip_layer_norm;
@@ -188,6 +189,7 @@ fn fusion() -> Vec<Box<dyn Pass>> {
         Box::new(fuse_rotary::FuseRotary),
         Box::new(fuse_attention::FuseAttention),
         Box::new(fuse_matmul_bias::FuseMatMulBias),
+        Box::new(fuse_qkv::FuseQkv),
         Box::new(cse::Cse),
         Box::new(dce::Dce),
     ]

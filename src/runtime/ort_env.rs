@@ -63,8 +63,23 @@ pub(crate) fn environment(explicit: Option<&Path>) -> Result<&'static Environmen
         path: library.clone(),
         message: err.to_string(),
     })?;
+    // ONNX Runtime's own log lines go to tracing: an error it logs is also
+    // returned to tfc, which reports it once, in its own words.
+    let logger: ort::logging::LoggerFunction =
+        std::sync::Arc::new(|level, category, _id, location, message| {
+            use ort::logging::LogLevel;
+            match level {
+                LogLevel::Warning | LogLevel::Error | LogLevel::Fatal => {
+                    tracing::debug!(%category, %location, "onnxruntime: {message}")
+                }
+                LogLevel::Verbose | LogLevel::Info => {
+                    tracing::trace!(%category, %location, "onnxruntime: {message}")
+                }
+            }
+        });
     let env = builder
         .with_name("tfc")
+        .with_logger(logger)
         .build()
         .map_err(|source| RuntimeError::OrtEnvironment {
             path: library.clone(),

@@ -3,18 +3,9 @@
 
 mod common;
 
-use std::process::{Command, Output};
+use std::process::Output;
 
-use common::root;
-
-fn tfc(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_tfc"))
-        .args(args)
-        .current_dir(root())
-        .env("NO_COLOR", "1")
-        .output()
-        .expect("tfc runs")
-}
+use common::tfc;
 
 fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()

@@ -5,18 +5,9 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
-use common::root;
-
-fn tfc(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_tfc"))
-        .args(args)
-        .current_dir(root())
-        .env("NO_COLOR", "1")
-        .output()
-        .expect("tfc runs")
-}
+use common::{root, tfc};
 
 /// Asserts a plain failure (exit 1, no panic) whose stderr contains `needle`.
 fn fails_with(out: &Output, needle: &str) {

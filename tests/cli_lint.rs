@@ -3,18 +3,7 @@
 
 mod common;
 
-use std::process::{Command, Output};
-
-use common::{models_in, root};
-
-fn tfc(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_tfc"))
-        .args(args)
-        .current_dir(root())
-        .env("NO_COLOR", "1")
-        .output()
-        .expect("tfc runs")
-}
+use common::{models_in, tfc};
 
 #[test]
 fn fused_ort_output_is_reported_per_consumer() {

@@ -7,11 +7,9 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use common::{compile_model, models_in, onnx_check, root, synthetic_inputs};
-use prost::Message;
 use tfc::driver::Compiled;
 use tfc::emit::{emit, EmitOptions, WeightMode};
 use tfc::runtime::{load_session, run_f32};
@@ -29,18 +27,7 @@ fn build(compiled: &Compiled, out: &Path, weights: WeightMode) {
 
 /// Operator histogram of an ONNX file, `domain::op count` per line.
 fn onnx_histogram(path: &Path) -> String {
-    let bytes = std::fs::read(path).expect("model file");
-    let model = tfc::emit::ModelProto::decode(bytes.as_slice()).expect("valid protobuf");
-    let mut counts: BTreeMap<String, usize> = BTreeMap::new();
-    for node in model.graph.expect("graph").node {
-        let op = node.op_type.unwrap_or_default();
-        let key = match node.domain.as_deref() {
-            Some(d) if !d.is_empty() => format!("{d}::{op}"),
-            _ => op,
-        };
-        *counts.entry(key).or_default() += 1;
-    }
-    counts
+    common::onnx_op_counts(path)
         .iter()
         .map(|(k, v)| format!("{k:<22} {v}\n"))
         .collect()

@@ -11,7 +11,6 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use common::{models_in, onnx_check, synthetic_inputs};
-use prost::Message;
 use tfc::driver::{compile, CompileOptions, Compiled};
 use tfc::emit::{emit, EmitOptions, Target, WeightMode};
 use tfc::model::FloatType;
@@ -47,22 +46,6 @@ fn emit_for(compiled: &Compiled, target: Target, weights: WeightMode, out: &Path
         ..EmitOptions::default()
     };
     emit(&compiled.graph, &opts, out).unwrap_or_else(|e| panic!("{}: {e}", out.display()));
-}
-
-/// `domain::Op` (or `Op` for the standard domain) → count.
-fn histogram(path: &Path) -> BTreeMap<String, usize> {
-    let bytes = std::fs::read(path).expect("model file");
-    let model = tfc::emit::ModelProto::decode(bytes.as_slice()).expect("valid protobuf");
-    let mut counts = BTreeMap::new();
-    for node in model.graph.expect("graph").node {
-        let op = node.op_type.unwrap_or_default();
-        let key = match node.domain.as_deref() {
-            Some(d) if !d.is_empty() => format!("{d}::{op}"),
-            _ => op,
-        };
-        *counts.entry(key).or_default() += 1;
-    }
-    counts
 }
 
 fn render(counts: &BTreeMap<String, usize>) -> String {
@@ -150,7 +133,10 @@ fn fused_targets_write_their_operators() {
         for target in [Target::Onnx23, Target::Ort] {
             let out = dir.path().join(format!("{name}.{target}.onnx"));
             emit_for(&compiled, target, WeightMode::None, &out);
-            insta::assert_snapshot!(format!("ops_{target}_{name}"), render(&histogram(&out)));
+            insta::assert_snapshot!(
+                format!("ops_{target}_{name}"),
+                render(&common::onnx_op_counts(&out))
+            );
             paths.push(out);
         }
     }
@@ -166,7 +152,7 @@ fn bert_base_on_ort_has_one_fused_attention_and_two_skip_norms_per_layer() {
     let compiled = compile_at(&file, "bert_base", OptLevel::O2, None);
     let out = dir.path().join("bert.onnx");
     emit_for(&compiled, Target::Ort, WeightMode::None, &out);
-    let counts = histogram(&out);
+    let counts = common::onnx_op_counts(&out);
     let count = |op: &str| counts.get(op).copied().unwrap_or(0);
     assert_eq!(count("com.microsoft::MultiHeadAttention"), 12);
     assert_eq!(count("com.microsoft::SkipLayerNormalization"), 24);
@@ -189,7 +175,7 @@ fn standard_targets_never_write_another_domain() {
         for target in [Target::Portable, Target::Onnx23] {
             let out = dir.path().join(format!("{name}.{target}.onnx"));
             emit_for(&compiled, target, WeightMode::None, &out);
-            let foreign: Vec<String> = histogram(&out)
+            let foreign: Vec<String> = common::onnx_op_counts(&out)
                 .into_keys()
                 .filter(|op| op.contains("::"))
                 .collect();

@@ -135,3 +135,31 @@ pub fn synthetic_inputs(
     }
     inputs
 }
+
+/// Runs the `tfc` binary from the repository root, without colour.
+pub fn tfc(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_tfc"))
+        .args(args)
+        .current_dir(root())
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("tfc runs")
+}
+
+/// Operator counts of an ONNX file: `domain::Op` (or `Op` for the standard
+/// domain) → nodes.
+pub fn onnx_op_counts(path: &Path) -> std::collections::BTreeMap<String, usize> {
+    use prost::Message;
+    let bytes = std::fs::read(path).expect("model file");
+    let model = tfc::emit::ModelProto::decode(bytes.as_slice()).expect("valid protobuf");
+    let mut counts = std::collections::BTreeMap::new();
+    for node in model.graph.expect("graph").node {
+        let op = node.op_type.unwrap_or_default();
+        let key = match node.domain.as_deref() {
+            Some(d) if !d.is_empty() => format!("{d}::{op}"),
+            _ => op,
+        };
+        *counts.entry(key).or_default() += 1;
+    }
+    counts
+}

@@ -1,6 +1,7 @@
 //! Command-line verbs. Each verb parses its flags, calls the library and
 //! prints; errors go to stderr with a non-zero exit status.
 
+mod bench;
 mod build;
 mod generate;
 mod inspect;
@@ -42,6 +43,9 @@ enum Command {
     Generate(Box<generate::GenerateArgs>),
     /// List the operators of a model that named ONNX consumers would reject.
     Lint(lint::LintArgs),
+    /// Measure latency percentiles, throughput and peak memory over a grid of batch sizes
+    /// and sequence lengths.
+    Bench(Box<bench::BenchArgs>),
 }
 
 /// The spec to read and which model in it.
@@ -94,7 +98,7 @@ pub fn compile_options(spec: &SpecArgs, dtype: Option<DTypeArg>) -> CompileOptio
     }
 }
 
-/// Optimiser flags shared by `build` and `run`.
+/// Optimiser flags shared by `build`, `run` and `bench`.
 #[derive(Args, Clone, Debug)]
 pub struct OptArgs {
     /// Optimisation level: 0 (none), 1 (cleanups), 2 (+ transformer fusions), 3 (= 2).
@@ -162,6 +166,7 @@ pub fn main() -> ExitCode {
         Command::Run(args) => run::run(*args),
         Command::Generate(args) => generate::run(*args),
         Command::Lint(args) => lint::run(args),
+        Command::Bench(args) => bench::run(*args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -169,7 +174,10 @@ pub fn main() -> ExitCode {
             report_error(&err);
             let interrupted = err
                 .downcast_ref::<tfc::emit::EmitError>()
-                .is_some_and(|e| matches!(e, tfc::emit::EmitError::Interrupted));
+                .is_some_and(|e| matches!(e, tfc::emit::EmitError::Interrupted))
+                || err
+                    .downcast_ref::<tfc::runtime::bench::BenchError>()
+                    .is_some_and(tfc::runtime::bench::BenchError::is_interrupted);
             if interrupted {
                 ExitCode::from(EXIT_INTERRUPTED)
             } else {

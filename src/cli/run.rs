@@ -131,7 +131,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
 }
 
 /// Prints to standard output; a reader that went away (`tfc run ... | head`) is not an error.
-fn print_stdout(text: &str) -> anyhow::Result<()> {
+pub fn print_stdout(text: &str) -> anyhow::Result<()> {
     use std::io::Write;
     let mut stdout = std::io::stdout().lock();
     match stdout

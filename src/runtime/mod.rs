@@ -5,7 +5,10 @@
 //! once per process; [`load_session`] and [`run_f32`] then load a model file and run it.
 //! [`run::run_model`] is the whole of `tfc run`: spec or ONNX file plus token ids or text in,
 //! outputs with a readable summary ([`outputs`]) out; [`inputs`] prepares the token arrays.
+//! [`bench::run_bench`] is the whole of `tfc bench`: latency, throughput and peak memory over
+//! a grid of batch sizes and sequence lengths.
 
+pub mod bench;
 mod error;
 pub mod generate;
 pub mod inputs;

@@ -136,3 +136,36 @@ fn an_unknown_weight_map_lists_the_built_in_ones() {
     fails_with(&out, "no built-in weight map named `gtp2`");
     fails_with(&out, "mistral (= llama)");
 }
+
+#[test]
+fn lint_refuses_an_empty_model_file_and_bench_absurd_run_counts() {
+    let dir = tempfile::tempdir().unwrap();
+    let empty = dir.path().join("empty.ONNX");
+    std::fs::write(&empty, b"").unwrap();
+    fails_with(&tfc(&["lint", s(&empty)]), "has no graph nodes");
+
+    let spec = "examples/01-tiny-encoder.tfm";
+    for (flag, value) in [
+        ("--runs", "18446744073709551615"),
+        ("--warmup", "4294967296"),
+    ] {
+        let out = tfc(&["bench", spec, flag, value]);
+        fails_with(&out, &format!("{flag} {value} is more than"));
+    }
+    fails_with(
+        &tfc(&["bench", spec, "--runs", "0"]),
+        "--runs must be at least 1",
+    );
+}
+
+#[cfg(unix)]
+#[test]
+fn text_outputs_are_ordinary_files() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let dot = dir.path().join("graph.dot");
+    let out = tfc(&["graph", "examples/01-tiny-encoder.tfm", "-o", s(&dot)]);
+    assert!(out.status.success());
+    let mode = std::fs::metadata(&dot).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o644);
+}

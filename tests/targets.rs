@@ -12,7 +12,7 @@ use std::path::Path;
 
 use common::{models_in, onnx_check, synthetic_inputs};
 use tfc::driver::{compile, CompileOptions, Compiled};
-use tfc::emit::{emit, EmitOptions, Target, WeightMode};
+use tfc::emit::{emit, EmitOptions, Target, TargetProvider, WeightMode};
 use tfc::model::FloatType;
 use tfc::passes::OptLevel;
 use tfc::runtime::{load_session, run_f32};
@@ -38,9 +38,20 @@ fn compile_at(file: &Path, model: &str, level: OptLevel, dtype: Option<FloatType
 }
 
 fn emit_for(compiled: &Compiled, target: Target, weights: WeightMode, out: &Path) {
+    emit_with(compiled, target, TargetProvider::Cpu, weights, out);
+}
+
+fn emit_with(
+    compiled: &Compiled,
+    target: Target,
+    provider: TargetProvider,
+    weights: WeightMode,
+    out: &Path,
+) {
     let opts = EmitOptions {
         opset: target.opset(),
         target,
+        provider,
         weights,
         seed: 7,
         ..EmitOptions::default()
@@ -85,7 +96,9 @@ fn max_diff(a: &ndarray::ArrayD<f32>, b: &ndarray::ArrayD<f32>) -> (f32, f32) {
 
 /// For every example, each target's optimised model gives the outputs of
 /// the unoptimised portable model (same seeded weights), in fp32 and fp16,
-/// at sizes with batch > 1, padding and sequence 1.
+/// at sizes with batch > 1, padding and sequence 1. The forms chosen for
+/// CUDA (fp16 attention, embeddings, GELU) run here on ONNX Runtime's CPU
+/// kernels, which share their definitions.
 #[test]
 fn every_target_computes_what_the_unoptimised_model_computes() {
     let dir = tempfile::tempdir().unwrap();
@@ -95,9 +108,15 @@ fn every_target_computes_what_the_unoptimised_model_computes() {
             let base = dir.path().join(format!("{name}.{dtype:?}.O0.onnx"));
             emit_for(&reference, Target::Portable, WeightMode::Random, &base);
             let optimised = compile_at(&file, &name, OptLevel::O2, Some(dtype));
-            for target in Target::ALL {
-                let path = dir.path().join(format!("{name}.{dtype:?}.{target}.onnx"));
-                emit_for(&optimised, target, WeightMode::Random, &path);
+            let forms = Target::ALL
+                .into_iter()
+                .flat_map(|t| [(t, TargetProvider::Cpu), (t, TargetProvider::Cuda)])
+                .filter(|(t, p)| *t != Target::Portable || *p == TargetProvider::Cpu);
+            for (target, provider) in forms {
+                let path = dir
+                    .path()
+                    .join(format!("{name}.{dtype:?}.{target}.{provider:?}.onnx"));
+                emit_with(&optimised, target, provider, WeightMode::Random, &path);
                 for (batch, seq) in [(1, 1), (3, 9)] {
                     let want = outputs(&reference, &base, batch, seq);
                     let got = outputs(&optimised, &path, batch, seq);
@@ -109,7 +128,8 @@ fn every_target_computes_what_the_unoptimised_model_computes() {
                         };
                         assert!(
                             diff <= limit,
-                            "{name} ({dtype:?}, {target}) at ({batch}, {seq}) differs from -O0 \
+                            "{name} ({dtype:?}, {target} for {provider:?}) at ({batch}, {seq}) \
+                             differs from -O0 \
                              by {diff:.3e} > {limit:.3e}"
                         );
                     }

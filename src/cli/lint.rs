@@ -41,7 +41,10 @@ pub struct LintArgs {
 
 /// Runs `tfc lint`.
 pub fn run(args: LintArgs) -> anyhow::Result<()> {
-    let is_onnx = args.input.extension().is_some_and(|e| e == "onnx");
+    let is_onnx = args
+        .input
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("onnx"));
     let dir = tempfile::tempdir()?;
     let path = if is_onnx {
         if args.target != TargetArg::Portable || args.model.is_some() {

@@ -256,6 +256,13 @@ pub fn write_output(path: Option<&std::path::Path>, text: &str) -> anyhow::Resul
     let mut tmp = tempfile::NamedTempFile::new_in(dir)
         .map_err(|e| anyhow::anyhow!("cannot write in {}: {e}", dir.display()))?;
     tmp.write_all(text.as_bytes())?;
+    // Temporary files are private (0600); the output is an ordinary file.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::Permissions::from_mode(0o644);
+        tmp.as_file().set_permissions(mode)?;
+    }
     tmp.persist(path)
         .map_err(|e| anyhow::anyhow!("cannot write {}: {}", path.display(), e.error))?;
     Ok(())

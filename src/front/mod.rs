@@ -298,9 +298,15 @@ impl<'s> Loader<'s> {
                 let id = self.sources.add(display.clone(), String::new());
                 self.top = id;
                 let msg = format!("cannot read `{display}`: {e}");
+                let help = if e.kind() == std::io::ErrorKind::InvalidData {
+                    "a .tfm spec is UTF-8 text; an ONNX model is read as one when its name \
+                     ends in .onnx"
+                } else {
+                    "check the path"
+                };
                 self.diags.push(
                     Diagnostic::error(codes::FILE_NOT_FOUND, msg, Span::new(id, 0, 0), "")
-                        .with_help("check the path"),
+                        .with_help(help),
                 );
                 self.broken = true;
                 Vec::new()

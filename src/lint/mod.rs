@@ -162,10 +162,19 @@ pub fn read_model(path: &Path) -> Result<ModelProto, LintError> {
         path: shown.clone(),
         source,
     })?;
-    ModelProto::decode(bytes.as_slice()).map_err(|e| LintError::NotOnnx {
-        path: shown,
+    let model = ModelProto::decode(bytes.as_slice()).map_err(|e| LintError::NotOnnx {
+        path: shown.clone(),
         reason: e.to_string(),
-    })
+    })?;
+    // Protobuf decodes an empty file as an empty message: a model needs a
+    // graph with nodes.
+    if model.graph.as_ref().is_none_or(|g| g.node.is_empty()) {
+        return Err(LintError::NotOnnx {
+            path: shown,
+            reason: "it has no graph nodes".into(),
+        });
+    }
+    Ok(model)
 }
 
 #[cfg(test)]

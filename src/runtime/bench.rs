@@ -37,6 +37,10 @@ use crate::runtime::run::max_positions;
 /// takes eight bytes per token.
 pub const MAX_TOKENS: usize = 1 << 26;
 
+/// Most warm-up or timed runs per grid point (a million runs of the
+/// smallest model already take minutes).
+pub const MAX_RUNS: usize = 1_000_000;
+
 /// Token ids for an ONNX file, whose vocabulary is not declared, are drawn below this.
 pub const ONNX_ID_RANGE: u64 = 100;
 
@@ -68,17 +72,25 @@ pub enum BenchError {
     /// The temporary folder for the compiled model could not be made.
     #[error("cannot create a temporary folder for the compiled model: {0}")]
     TempDir(std::io::Error),
-    /// No batch size, no sequence length or no timed run was asked for.
-    #[error("nothing to measure: {what} is empty or zero")]
+    /// No batch size or no sequence length was asked for.
+    #[error("nothing to measure: {what} is empty")]
     EmptyGrid {
+        /// The flag at fault (`--batch`, `--sequence`).
+        what: &'static str,
+    },
+    /// A batch size, sequence length or run count of zero.
+    #[error("{what} must be at least 1")]
+    Zero {
         /// The flag at fault (`--batch`, `--sequence`, `--runs`).
         what: &'static str,
     },
-    /// A batch size or sequence length of zero.
-    #[error("{what} must be at least 1")]
-    Zero {
-        /// The flag at fault (`--batch`, `--sequence`).
+    /// More runs than any measurement needs.
+    #[error("{what} {n} is more than {MAX_RUNS} runs per point")]
+    TooManyRuns {
+        /// The flag at fault (`--runs`, `--warmup`).
         what: &'static str,
+        /// The number given.
+        n: usize,
     },
     /// A grid point too large to make inputs for.
     #[error(
@@ -226,7 +238,12 @@ impl BenchRequest {
             return Err(BenchError::EmptyGrid { what: "--sequence" });
         }
         if self.runs == 0 {
-            return Err(BenchError::EmptyGrid { what: "--runs" });
+            return Err(BenchError::Zero { what: "--runs" });
+        }
+        for (what, n) in [("--runs", self.runs), ("--warmup", self.warmup)] {
+            if n > MAX_RUNS {
+                return Err(BenchError::TooManyRuns { what, n });
+            }
         }
         if self.batches.contains(&0) {
             return Err(BenchError::Zero { what: "--batch" });

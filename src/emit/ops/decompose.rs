@@ -46,7 +46,7 @@ impl NodeCx<'_> {
     }
 
     /// Adds a literal initializer `{node}_{suffix}`; returns its name.
-    fn literal(&mut self, suffix: &str, data: TensorData) -> Result<String, EmitError> {
+    pub(super) fn literal(&mut self, suffix: &str, data: TensorData) -> Result<String, EmitError> {
         let name = self.names.unique(&format!("{}_{suffix}", self.name));
         let tensor = super::Tensor::constant(name.clone(), Arc::new(data))?;
         self.tensors.push(tensor);

@@ -15,7 +15,7 @@
 use super::{float, int, NodeCx};
 use crate::emit::target::FusedForm;
 use crate::emit::EmitError;
-use crate::ir::{DType, Dim};
+use crate::ir::{DType, Dim, TensorData};
 
 impl NodeCx<'_> {
     /// Appends the fused node itself: named after the IR node, in `form`'s
@@ -115,6 +115,7 @@ pub(super) fn attention(
             };
             let mut inputs = vec![q, k, v];
             if let Some(bias) = bias {
+                let bias = bias_in_activation_type(cx, bias)?;
                 inputs.extend([String::new(), String::new(), bias]);
             }
             let attrs = vec![int("num_heads", heads as i64), float("scale", scale)];
@@ -135,6 +136,31 @@ pub(super) fn attention(
         _ => return Ok(false),
     }
     Ok(true)
+}
+
+/// `MultiHeadAttention` takes its bias in the activation type. The f32 bias
+/// is clipped to the half-precision range first, so a masked position stays
+/// a large negative number (-65504) rather than becoming -inf, which would
+/// turn a fully masked row into NaN. Shared by the layers reading it.
+fn bias_in_activation_type(cx: &mut NodeCx, bias: String) -> Result<String, EmitError> {
+    let dtype = cx.input_types[0].dtype;
+    if dtype == DType::F32 {
+        return Ok(bias);
+    }
+    let key = format!("bias_as({bias}, {})", dtype.short());
+    if let Some(done) = cx.shared.get(&key) {
+        return Ok(done.clone());
+    }
+    let lowest = f64::from(half::f16::MIN) as f32;
+    let lowest = cx.literal("f16_lowest", TensorData::scalar_f32(lowest))?;
+    let clipped = cx.helper("Max", vec![bias, lowest], vec![]);
+    let cast = cx.helper(
+        "Cast",
+        vec![clipped],
+        vec![int("to", dtype.onnx_code() as i64)],
+    );
+    cx.shared.insert(key, cast.clone());
+    Ok(cast)
 }
 
 /// The attention bias (input 3) expanded over its last two axes to

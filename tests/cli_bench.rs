@@ -3,9 +3,9 @@
 
 mod common;
 
-use std::process::{Command, Output};
+use std::process::Output;
 
-use common::root;
+use common::tfc;
 
 const SPEC: &str = "examples/01-tiny-encoder.tfm";
 const GRID: [&str; 8] = [
@@ -18,15 +18,6 @@ const GRID: [&str; 8] = [
     "--warmup",
     "1",
 ];
-
-fn tfc(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_tfc"))
-        .args(args)
-        .current_dir(root())
-        .env("NO_COLOR", "1")
-        .output()
-        .expect("tfc runs")
-}
 
 fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()

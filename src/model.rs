@@ -274,7 +274,7 @@ pub enum NormPosition {
 /// Pooling of a sequence of hidden states into one vector.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Pooling {
-    /// The first token (BERT's [CLS]).
+    /// The first token (BERT's `[CLS]`).
     Cls,
     /// Mean over non-padding tokens (sentence-transformers).
     Mean,

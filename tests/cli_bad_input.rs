@@ -101,13 +101,15 @@ fn generate_checks_positions_and_special_ids_before_decoding() {
         "--weights",
         "tests/fixtures/gpt2",
     ];
-    let args =
-        |extra: &[&'static str]| -> Vec<&str> { gpt2.iter().chain(extra).copied().collect() };
+    let generate = |extra: &[&str]| {
+        let args: Vec<&str> = gpt2.iter().chain(extra).copied().collect();
+        tfc(&args)
+    };
 
     // The fixture has 64 learned positions: 3 prompt tokens leave room for 62 new ones.
-    let out = tfc(&args(&["--ids", "1 2 3", "--max-new-tokens", "63"]));
+    let out = generate(&["--ids", "1 2 3", "--max-new-tokens", "63"]);
     fails_with(&out, "pass --max-new-tokens 62 or less");
-    let out = tfc(&args(&["--ids", "1 2 3", "--max-new-tokens", "62"]));
+    let out = generate(&["--ids", "1 2 3", "--max-new-tokens", "62"]);
     assert!(
         out.status.success(),
         "{}",
@@ -116,7 +118,7 @@ fn generate_checks_positions_and_special_ids_before_decoding() {
 
     for (flag, value) in [("--pad-id", "99999"), ("--eos", "128"), ("--stop", "-3")] {
         let flag_value = format!("{flag}={value}");
-        let out = tfc(&args(&["--ids", "1 2", "--ids", "3", flag_value.leak()]));
+        let out = generate(&["--ids", "1 2", "--ids", "3", &flag_value]);
         fails_with(&out, &format!("{flag} {value} is outside the vocabulary"));
     }
 }

@@ -49,12 +49,9 @@ fn emit_with(
     out: &Path,
 ) {
     let opts = EmitOptions {
-        opset: target.opset(),
-        target,
-        provider,
         weights,
         seed: 7,
-        ..EmitOptions::default()
+        ..EmitOptions::for_target(target, provider)
     };
     emit(&compiled.graph, &opts, out).unwrap_or_else(|e| panic!("{}: {e}", out.display()));
 }

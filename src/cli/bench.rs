@@ -195,14 +195,8 @@ fn spec_source(args: &BenchArgs) -> anyhow::Result<BenchSource> {
         ProviderArg::Cuda => ForProvider::Cuda,
     });
     let emit = EmitOptions {
-        opset: target.opset(),
-        target,
-        provider: match for_provider {
-            ForProvider::Cpu => TargetProvider::Cpu,
-            ForProvider::Cuda => TargetProvider::Cuda,
-        },
         seed: args.seed,
-        ..EmitOptions::default()
+        ..EmitOptions::for_target(target, for_provider.into())
     };
     Ok(BenchSource::Spec {
         path: args.source.clone(),

@@ -86,6 +86,15 @@ pub enum ForProvider {
     Cuda,
 }
 
+impl From<ForProvider> for TargetProvider {
+    fn from(p: ForProvider) -> TargetProvider {
+        match p {
+            ForProvider::Cpu => TargetProvider::Cpu,
+            ForProvider::Cuda => TargetProvider::Cuda,
+        }
+    }
+}
+
 /// Arguments of `tfc build`.
 #[derive(Args)]
 pub struct BuildArgs {
@@ -212,14 +221,7 @@ fn check_output_path(out: &std::path::Path, spec: &std::path::Path) -> anyhow::R
 
 /// The emit options the flags ask for.
 fn emit_options(args: &BuildArgs) -> EmitOptions {
-    let target = Target::from(args.target);
     EmitOptions {
-        opset: target.opset(),
-        target,
-        provider: match args.for_provider {
-            ForProvider::Cpu => TargetProvider::Cpu,
-            ForProvider::Cuda => TargetProvider::Cuda,
-        },
         seed: args.seed,
         weights: match &args.weights {
             WeightsArg::Random | WeightsArg::Checkpoint(_) => WeightMode::Random,
@@ -230,7 +232,7 @@ fn emit_options(args: &BuildArgs) -> EmitOptions {
             ExternalArg::Always => ExternalData::Always,
             ExternalArg::Never => ExternalData::Never,
         },
-        ..EmitOptions::default()
+        ..EmitOptions::for_target(args.target.into(), args.for_provider.into())
     }
 }
 

@@ -264,41 +264,27 @@ fn check_positions(
     rows: &[Vec<i64>],
     max_new_tokens: usize,
 ) -> anyhow::Result<()> {
-    use tfc::runtime::run::max_positions;
+    let limits = tfc::runtime::run::position_limits(model);
     let longest = rows.iter().map(Vec::len).max().unwrap_or(0) as u64;
     let new = max_new_tokens as u64;
     if model.is_encoder_decoder() {
-        let encoder = model
-            .encoder
-            .as_ref()
-            .and_then(|s| max_positions(&s.position));
-        if let Some(max) = encoder.filter(|&max| longest > max) {
+        if let Some((_, max)) = limits.input.filter(|&(_, max)| longest > max) {
             bail!("the prompt has {longest} tokens, but the encoder has only {max} positions");
         }
         // The decoder reads its start token and every generated token but the last.
-        let decoder = model
-            .decoder
-            .as_ref()
-            .and_then(|s| max_positions(&s.position));
-        if let Some(max) = decoder.filter(|&max| new > max) {
+        if let Some(max) = limits.decoder.filter(|&max| new > max) {
             bail!(
                 "--max-new-tokens {new} needs {new} decoder positions, but the decoder has \
                  only {max}: pass --max-new-tokens {max} or less"
             );
         }
-    } else {
-        let decoder = model
-            .decoder
-            .as_ref()
-            .and_then(|s| max_positions(&s.position));
-        if let Some(max) = decoder.filter(|&max| longest + new > max + 1) {
-            let room = (max + 1).saturating_sub(longest);
-            bail!(
-                "a prompt of {longest} tokens and {new} new tokens need {} positions, but the \
-                 model has only {max}: pass --max-new-tokens {room} or less",
-                longest + new - 1
-            );
-        }
+    } else if let Some((_, max)) = limits.input.filter(|&(_, max)| longest + new > max + 1) {
+        let room = (max + 1).saturating_sub(longest);
+        bail!(
+            "a prompt of {longest} tokens and {new} new tokens need {} positions, but the \
+             model has only {max}: pass --max-new-tokens {room} or less",
+            longest + new - 1
+        );
     }
     Ok(())
 }

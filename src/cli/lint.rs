@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use clap::Args;
-use tfc::emit::{self, EmitOptions, Target, TargetProvider, WeightMode};
+use tfc::emit::{self, EmitOptions, WeightMode};
 use tfc::lint::{self, Finding};
 
 use super::build::{ForProvider, TargetArg};
@@ -45,12 +45,11 @@ pub fn run(args: LintArgs) -> anyhow::Result<()> {
         .input
         .extension()
         .is_some_and(|e| e.eq_ignore_ascii_case("onnx"));
-    let dir = tempfile::tempdir()?;
-    let path = if is_onnx {
+    let model = if is_onnx {
         if args.target != TargetArg::Portable || args.model.is_some() {
             anyhow::bail!("--target and -m apply to a spec; an .onnx file is linted as it is");
         }
-        args.input.clone()
+        lint::read_model(&args.input)?
     } else {
         let spec = SpecArgs {
             spec: args.input.clone(),
@@ -58,22 +57,13 @@ pub fn run(args: LintArgs) -> anyhow::Result<()> {
         };
         let compiled =
             tfc::driver::compile(&spec.spec, &args.opt.apply(compile_options(&spec, None)))?;
-        let target = Target::from(args.target);
+        // The graph only: weights become inputs, so nothing large is built.
         let opts = EmitOptions {
-            opset: target.opset(),
-            target,
-            provider: match args.for_provider {
-                ForProvider::Cpu => TargetProvider::Cpu,
-                ForProvider::Cuda => TargetProvider::Cuda,
-            },
             weights: WeightMode::None,
-            ..EmitOptions::default()
+            ..EmitOptions::for_target(args.target.into(), args.for_provider.into())
         };
-        let out = dir.path().join("model.onnx");
-        emit::emit(&compiled.graph, &opts, &out)?;
-        out
+        emit::to_model_proto(&compiled.graph, &opts)?
     };
-    let model = lint::read_model(&path)?;
 
     let names = if args.consumer.is_empty() {
         lint::consumers()

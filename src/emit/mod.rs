@@ -103,6 +103,18 @@ impl Default for EmitOptions {
     }
 }
 
+impl EmitOptions {
+    /// The default options for `target` and `provider`, at the target's opset.
+    pub fn for_target(target: Target, provider: TargetProvider) -> EmitOptions {
+        EmitOptions {
+            opset: target.opset(),
+            target,
+            provider,
+            ..EmitOptions::default()
+        }
+    }
+}
+
 /// What [`emit`] wrote.
 #[derive(Debug, Clone, PartialEq)]
 pub struct EmitReport {

@@ -5,10 +5,10 @@
 //! inputs (reshape targets, slice bounds, `Unsqueeze`/`Squeeze`/`ReduceSum`
 //! axes, the `CumSum` axis) become i64 initializers named after the node.
 //! `ReduceMean`/`ReduceMax` take `axes` as an attribute below opset 18 and
-//! as an input from 18 on. An op outside the standard domain (a future fused
-//! op mapped to `com.microsoft`) calls [`NodeCx::node_in`], which records
-//! the domain so the model imports it. Fused operators are decomposed into
-//! standard nodes by `decompose`.
+//! as an input from 18 on. Fused operators become the single operator the
+//! target's table names (`fused`, through [`NodeCx::node_in`], which records
+//! a non-standard domain so the model imports it) or, where there is none,
+//! standard nodes (`decompose`).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;

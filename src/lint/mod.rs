@@ -17,7 +17,7 @@ use thiserror::Error;
 
 use crate::emit::ModelProto;
 
-/// Errors of [`lint_file`] and [`consumer`].
+/// Errors of [`read_model`] and [`consumer`].
 #[derive(Debug, Error)]
 pub enum LintError {
     /// No consumer has this name.

@@ -27,11 +27,11 @@ use thiserror::Error;
 
 use super::session::{load_session_with, Provider, Session, SessionOptions};
 use super::{run_f32, NamedInput, RuntimeError};
-use crate::driver::{self, CompileError, CompileOptions, WeightsError};
-use crate::emit::{self, EmitError, EmitOptions, Target, TargetProvider};
+use crate::driver::{CompileError, CompileOptions, WeightsError};
+use crate::emit::{EmitError, EmitOptions, Target, TargetProvider};
 use crate::interrupt::Interrupted;
 use crate::model::Model;
-use crate::runtime::run::max_positions;
+use crate::runtime::run::{compile_to_temp, position_limits};
 
 /// Largest number of tokens (batch × sequence) one grid point may ask for; each input array
 /// takes eight bytes per token.
@@ -45,14 +45,7 @@ pub const MAX_RUNS: usize = 1_000_000;
 pub const ONNX_ID_RANGE: u64 = 100;
 
 /// Input names [`synthetic_inputs`] knows how to fill.
-pub const KNOWN_INPUTS: [&str; 6] = [
-    "input_ids",
-    "attention_mask",
-    "token_type_ids",
-    "position_ids",
-    "decoder_input_ids",
-    "decoder_attention_mask",
-];
+pub use super::inputs::KNOWN_INPUTS;
 
 /// Why a benchmark could not run.
 #[derive(Debug, Error)]
@@ -497,20 +490,9 @@ fn check_dims(
 
 /// Refuses sequence lengths beyond the position tables of `model`'s stacks.
 pub fn check_positions(model: &Model, sequences: &[usize]) -> Result<(), BenchError> {
-    let main = match (&model.encoder, &model.decoder) {
-        (Some(encoder), _) => Some(("encoder", encoder)),
-        (None, Some(decoder)) => Some(("decoder", decoder)),
-        (None, None) => None,
-    };
-    let cross = model
-        .decoder
-        .as_ref()
-        .filter(|_| model.is_encoder_decoder())
-        .map(|d| ("decoder", d));
-    for (stack, s) in main.into_iter().chain(cross) {
-        let Some(max) = max_positions(&s.position) else {
-            continue;
-        };
+    let limits = position_limits(model);
+    let decoder = limits.decoder.map(|max| ("decoder", max));
+    for (stack, max) in limits.input.into_iter().chain(decoder) {
         if let Some(&sequence) = sequences.iter().find(|&&n| n as u64 > max) {
             return Err(BenchError::TooLong {
                 model: model.name.clone(),
@@ -521,39 +503,6 @@ pub fn check_positions(model: &Model, sequences: &[usize]) -> Result<(), BenchEr
         }
     }
     Ok(())
-}
-
-/// A spec compiled and written to a temporary folder, which is deleted on drop.
-struct Emitted {
-    _dir: tempfile::TempDir,
-    path: PathBuf,
-    model: Model,
-    weights: Option<String>,
-}
-
-fn compile_and_emit(
-    path: &Path,
-    compile: &CompileOptions,
-    options: &EmitOptions,
-    weights: Option<&Path>,
-    weight_map: Option<&str>,
-    sequences: &[usize],
-) -> Result<Emitted, BenchError> {
-    let mut compiled = driver::compile(path, compile)?;
-    check_positions(&compiled.model, sequences)?;
-    let report = match weights {
-        Some(checkpoint) => Some(driver::load_weights(&mut compiled, checkpoint, weight_map)?),
-        None => None,
-    };
-    let dir = tempfile::tempdir().map_err(BenchError::TempDir)?;
-    let onnx = dir.path().join(format!("{}.onnx", compiled.model.name));
-    emit::emit(&compiled.graph, options, &onnx)?;
-    Ok(Emitted {
-        _dir: dir,
-        path: onnx,
-        model: compiled.model,
-        weights: report.map(|r| r.to_string()),
-    })
 }
 
 /// Compiles (for a spec), loads and measures the model at every grid point, calling
@@ -575,13 +524,13 @@ pub fn run_bench(
             weights,
             weight_map,
         } => {
-            let emitted = compile_and_emit(
+            let emitted = compile_to_temp(
                 path,
                 compile,
                 emit,
-                weights.as_deref(),
-                weight_map.as_deref(),
-                &request.sequences,
+                (weights.as_deref(), weight_map.as_deref()),
+                |model| check_positions(model, &request.sequences),
+                BenchError::TempDir,
             )?;
             (Some(emitted), Some((emit.target, emit.provider)))
         }

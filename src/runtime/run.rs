@@ -168,11 +168,45 @@ impl RunReport {
 }
 
 /// A spec compiled and written to a temporary folder, which is deleted on drop.
-struct Emitted {
+pub(crate) struct Emitted {
     _dir: tempfile::TempDir,
-    path: PathBuf,
-    model: Model,
-    weights: Option<String>,
+    /// The written model.
+    pub path: PathBuf,
+    /// The resolved model.
+    pub model: Model,
+    /// What loading the checkpoint reported, when one was given.
+    pub weights: Option<String>,
+}
+
+/// Compiles `path`, runs `check` on the resolved model, loads the checkpoint
+/// if one is given and writes the model to a temporary folder; `temp_dir`
+/// wraps a failure to make that folder in the caller's error type.
+pub(crate) fn compile_to_temp<E>(
+    path: &Path,
+    compile: &CompileOptions,
+    options: &EmitOptions,
+    (weights, weight_map): (Option<&Path>, Option<&str>),
+    check: impl FnOnce(&Model) -> Result<(), E>,
+    temp_dir: fn(std::io::Error) -> E,
+) -> Result<Emitted, E>
+where
+    E: From<CompileError> + From<WeightsError> + From<EmitError>,
+{
+    let mut compiled = driver::compile(path, compile)?;
+    check(&compiled.model)?;
+    let report = match weights {
+        Some(checkpoint) => Some(driver::load_weights(&mut compiled, checkpoint, weight_map)?),
+        None => None,
+    };
+    let dir = tempfile::tempdir().map_err(temp_dir)?;
+    let onnx = dir.path().join(format!("{}.onnx", compiled.model.name));
+    emit::emit(&compiled.graph, options, &onnx)?;
+    Ok(Emitted {
+        _dir: dir,
+        path: onnx,
+        model: compiled.model,
+        weights: report.map(|r| r.to_string()),
+    })
 }
 
 fn compile_and_emit(source: &ModelSource) -> Result<Option<Emitted>, RunError> {
@@ -186,27 +220,20 @@ fn compile_and_emit(source: &ModelSource) -> Result<Option<Emitted>, RunError> {
     else {
         return Ok(None);
     };
-    let mut compiled = driver::compile(path, compile)?;
-    let report = match weights {
-        Some(checkpoint) => {
-            let report = driver::load_weights(&mut compiled, checkpoint, weight_map.as_deref())?;
-            Some(report.to_string())
-        }
-        None => None,
-    };
-    let dir = tempfile::tempdir().map_err(RunError::TempDir)?;
-    let onnx = dir.path().join(format!("{}.onnx", compiled.model.name));
     let options = EmitOptions {
         seed: *seed,
         ..EmitOptions::default()
     };
-    emit::emit(&compiled.graph, &options, &onnx)?;
-    Ok(Some(Emitted {
-        _dir: dir,
-        path: onnx,
-        model: compiled.model,
-        weights: report,
-    }))
+    let checkpoint = (weights.as_deref(), weight_map.as_deref());
+    let emitted = compile_to_temp(
+        path,
+        compile,
+        &options,
+        checkpoint,
+        |_| Ok(()),
+        RunError::TempDir,
+    )?;
+    Ok(Some(emitted))
 }
 
 /// Kind of each output of a model compiled from a spec, by the output names lowering gives
@@ -228,9 +255,37 @@ fn output_kinds(model: &Model) -> Vec<(String, OutputKind)> {
     kinds
 }
 
+/// The position tables that bound a model's sequence lengths.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PositionLimits {
+    /// Positions of the stack reading `input_ids` (the encoder, or the
+    /// decoder of a decoder-only model), with the stack's name.
+    pub input: Option<(&'static str, u64)>,
+    /// Positions of an encoder–decoder's decoder (reading `decoder_input_ids`).
+    pub decoder: Option<u64>,
+}
+
+/// The learned or sinusoidal position tables of `model` (`None` where a
+/// stack's positions are unbounded: rotary, ALiBi, relative, none).
+pub fn position_limits(model: &Model) -> PositionLimits {
+    let main = match (&model.encoder, &model.decoder) {
+        (Some(encoder), _) => Some(("encoder", encoder)),
+        (None, Some(decoder)) => Some(("decoder", decoder)),
+        (None, None) => None,
+    };
+    let decoder = model
+        .decoder
+        .as_ref()
+        .filter(|_| model.is_encoder_decoder());
+    PositionLimits {
+        input: main.and_then(|(name, s)| max_positions(&s.position).map(|max| (name, max))),
+        decoder: decoder.and_then(|s| max_positions(&s.position)),
+    }
+}
+
 /// The number of positions a stack's learned or sinusoidal table covers, which bounds the
 /// length of its input.
-pub fn max_positions(position: &Position) -> Option<u64> {
+fn max_positions(position: &Position) -> Option<u64> {
     match position {
         Position::Learned {
             max_position_embeddings,
@@ -308,15 +363,11 @@ pub fn run_model(request: &RunRequest) -> Result<RunReport, RunError> {
         decoder.check_vocab(limit, "decoder ids")?;
     }
     if let Some(model) = model {
-        let main_stack = model.encoder.as_ref().or(model.decoder.as_ref());
-        if let Some(max) = main_stack.and_then(|s| max_positions(&s.position)) {
+        let limits = position_limits(model);
+        if let Some((_, max)) = limits.input {
             tokens.check_length(max, "input ids")?;
         }
-        let decoder_stack = model
-            .decoder
-            .as_ref()
-            .filter(|_| model.is_encoder_decoder());
-        if let Some(max) = decoder_stack.and_then(|s| max_positions(&s.position)) {
+        if let Some(max) = limits.decoder {
             decoder.check_length(max, "decoder ids")?;
         }
     }

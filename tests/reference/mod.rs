@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use ndarray::{ArrayD, Dimension, IxDyn};
 use safetensors::{Dtype, SafeTensors};
 use tfc::driver::{compile, load_weights, CompileOptions, Compiled};
-use tfc::emit::{emit, EmitOptions, Target};
+use tfc::emit::{emit, EmitOptions, Target, TargetProvider};
 use tfc::model::FloatType;
 use tfc::runtime::{load_session, run_f32, NamedInput};
 
@@ -152,11 +152,7 @@ pub fn run_onnx_for(
     target: Target,
 ) -> BTreeMap<String, ArrayD<f32>> {
     let path = dir.join(format!("{}.{target}.onnx", compiled.model.name));
-    let opts = EmitOptions {
-        opset: target.opset(),
-        target,
-        ..EmitOptions::default()
-    };
+    let opts = EmitOptions::for_target(target, TargetProvider::Cpu);
     emit(&compiled.graph, &opts, &path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let mut session = load_session(&path)
         .unwrap_or_else(|e| panic!("ONNX Runtime must be available (scripts/setup.sh): {e}"));

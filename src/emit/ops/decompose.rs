@@ -18,7 +18,7 @@ use crate::ir::{DType, GeluApproximation, TensorData};
 
 impl NodeCx<'_> {
     /// Appends a standard-domain sub-node writing `outputs`.
-    fn part_to(
+    pub(super) fn part_to(
         &mut self,
         op_type: &str,
         inputs: Vec<String>,
@@ -37,7 +37,12 @@ impl NodeCx<'_> {
     }
 
     /// Appends a standard-domain sub-node with one fresh output; returns its name.
-    fn part(&mut self, op_type: &str, inputs: Vec<String>, attrs: Vec<AttributeProto>) -> String {
+    pub(super) fn part(
+        &mut self,
+        op_type: &str,
+        inputs: Vec<String>,
+        attrs: Vec<AttributeProto>,
+    ) -> String {
         let out = self
             .names
             .unique(&format!("{}/{op_type}_output", self.name));

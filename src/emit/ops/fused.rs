@@ -7,10 +7,11 @@
 //! where the operator wants another one: casts of token ids to int32,
 //! reshapes between `[batch, seq, heads, head_dim]` and `[batch, seq,
 //! hidden]`, an `Expand` of a broadcast attention bias to the full
-//! `[.., queries, keys]` that ONNX Runtime's kernels require. Where an op's
-//! inputs do not fit the fused operator at all (grouped-query attention for
-//! `MultiHeadAttention`, a bias of another rank) the function returns
-//! `false` and the caller decomposes the op instead.
+//! `[.., queries, keys]` that ONNX Runtime's kernels require, key/value heads
+//! repeated for `MultiHeadAttention`. Where an op's inputs do not fit the
+//! fused operator at all (an attention bias of another rank, a rotary whose
+//! head count is not a constant) the function returns `false` and the
+//! caller decomposes the op instead.
 
 use super::{float, int, NodeCx};
 use crate::emit::target::FusedForm;
@@ -32,32 +33,9 @@ impl NodeCx<'_> {
         self.outputs = saved;
     }
 
-    /// A standard-domain sub-node in the fused node's namespace (see
-    /// `decompose`), with one fresh output.
-    fn helper(
-        &mut self,
-        op_type: &str,
-        inputs: Vec<String>,
-        attrs: Vec<super::AttributeProto>,
-    ) -> String {
-        let out = self
-            .names
-            .unique(&format!("{}/{op_type}_output", self.name));
-        let name = self.names.unique(&format!("{}/{op_type}", self.name));
-        self.nodes.push(super::NodeProto {
-            input: inputs,
-            output: vec![out.clone()],
-            name: Some(name),
-            op_type: Some(op_type.to_string()),
-            attribute: attrs,
-            ..super::NodeProto::default()
-        });
-        out
-    }
-
     /// `x` cast to int32 (token and position ids for `EmbedLayerNormalization`).
     fn cast_i32(&mut self, x: String) -> String {
-        self.helper(
+        self.part(
             "Cast",
             vec![x],
             vec![int("to", DType::I32.onnx_code() as i64)],
@@ -67,7 +45,7 @@ impl NodeCx<'_> {
     /// The 1-D shape of input `slot` from axis `start` to `end`.
     fn shape_of(&mut self, slot: usize, start: i64, end: i64) -> String {
         let x = self.inputs[slot].clone();
-        self.helper("Shape", vec![x], vec![int("start", start), int("end", end)])
+        self.part("Shape", vec![x], vec![int("start", start), int("end", end)])
     }
 }
 
@@ -106,10 +84,10 @@ pub(super) fn attention(
                 let index = cx.const_i64("kv_index", &index, false)?;
                 let mut repeat = |x: String| -> Result<String, EmitError> {
                     let split = cx.const_i64("kv_shape", &[0, 0, kv_heads as i64, d], false)?;
-                    let x = cx.helper("Reshape", vec![x, split], vec![]);
-                    let x = cx.helper("Gather", vec![x, index.clone()], vec![int("axis", 2)]);
+                    let x = cx.part("Reshape", vec![x, split], vec![]);
+                    let x = cx.part("Gather", vec![x, index.clone()], vec![int("axis", 2)]);
                     let join = cx.const_i64("shape", &[0, 0, heads as i64 * d], false)?;
-                    Ok(cx.helper("Reshape", vec![x, join], vec![]))
+                    Ok(cx.part("Reshape", vec![x, join], vec![]))
                 };
                 (repeat(k)?, repeat(v)?)
             };
@@ -153,8 +131,8 @@ fn bias_in_activation_type(cx: &mut NodeCx, bias: String) -> Result<String, Emit
     }
     let lowest = f64::from(half::f16::MIN) as f32;
     let lowest = cx.literal("f16_lowest", TensorData::scalar_f32(lowest))?;
-    let clipped = cx.helper("Max", vec![bias, lowest], vec![]);
-    let cast = cx.helper(
+    let clipped = cx.part("Max", vec![bias, lowest], vec![]);
+    let cast = cx.part(
         "Cast",
         vec![clipped],
         vec![int("to", dtype.onnx_code() as i64)],
@@ -186,8 +164,8 @@ fn full_bias(cx: &mut NodeCx) -> String {
     let lead = cx.shape_of(3, 0, 2);
     let q_len = cx.shape_of(0, 1, 2);
     let k_len = cx.shape_of(1, 1, 2);
-    let target = cx.helper("Concat", vec![lead, q_len, k_len], vec![int("axis", 0)]);
-    let full = cx.helper("Expand", vec![bias, target], vec![]);
+    let target = cx.part("Concat", vec![lead, q_len, k_len], vec![int("axis", 0)]);
+    let full = cx.part("Expand", vec![bias, target], vec![]);
     cx.shared.insert(key, full.clone());
     full
 }
@@ -212,18 +190,11 @@ pub(super) fn skip_norm(cx: &mut NodeCx, form: FusedForm, eps: f32) {
 pub(super) fn add_then_rms_norm(cx: &mut NodeCx, form: FusedForm, eps: f32) {
     let (x, skip) = (cx.inputs[0].clone(), cx.inputs[1].clone());
     let skip = match cx.inputs.get(3).cloned() {
-        Some(bias) => cx.helper("Add", vec![skip, bias], vec![]),
+        Some(bias) => cx.part("Add", vec![skip, bias], vec![]),
         None => skip,
     };
     let sum = cx.outputs[1].clone();
-    let name = cx.names.unique(&format!("{}/Add", cx.name));
-    cx.nodes.push(super::NodeProto {
-        input: vec![x, skip],
-        output: vec![sum.clone()],
-        name: Some(name),
-        op_type: Some("Add".into()),
-        ..super::NodeProto::default()
-    });
+    cx.part_to("Add", vec![x, skip], vec![], vec![sum.clone()]);
     let attrs = vec![
         int("axis", -1),
         float("epsilon", eps),
@@ -297,7 +268,7 @@ pub(super) fn rotary(
     };
     let x = cx.inputs[0].clone();
     let flat = cx.const_i64("flat_shape", &[0, 0, heads * head_dim], false)?;
-    let flat = cx.helper("Reshape", vec![x, flat], vec![]);
+    let flat = cx.part("Reshape", vec![x, flat], vec![]);
 
     let inputs = match form.domain {
         // Opset 23: cos and sin `[batch, seq, rotary_dim / 2]`, no positions.
@@ -325,14 +296,8 @@ pub(super) fn rotary(
     cx.fused_node(form, inputs, attrs, vec![rotated.clone()]);
 
     let back = cx.const_i64("shape", &[0, 0, heads, head_dim], false)?;
-    let name = cx.names.unique(&format!("{}/Reshape", cx.name));
-    cx.nodes.push(super::NodeProto {
-        input: vec![rotated, back],
-        output: cx.outputs.clone(),
-        name: Some(name),
-        op_type: Some("Reshape".into()),
-        ..super::NodeProto::default()
-    });
+    let out = cx.outputs.clone();
+    cx.part_to("Reshape", vec![rotated, back], vec![], out);
     Ok(true)
 }
 
@@ -349,8 +314,8 @@ fn batch_table(cx: &mut NodeCx, slot: usize) -> String {
     }
     let b = cx.shape_of(0, 0, 1);
     let rest = cx.shape_of(slot, 1, 3);
-    let target = cx.helper("Concat", vec![b, rest], vec![int("axis", 0)]);
-    let full = cx.helper("Expand", vec![table, target], vec![]);
+    let target = cx.part("Concat", vec![b, rest], vec![int("axis", 0)]);
+    let full = cx.part("Expand", vec![table, target], vec![]);
     cx.shared.insert(key, full.clone());
     full
 }
@@ -360,28 +325,26 @@ fn batch_table(cx: &mut NodeCx, slot: usize) -> String {
 /// every rotary node reading the same tables).
 fn table_rows(cx: &mut NodeCx, rotary_dim: u64) -> Result<(String, String, String), EmitError> {
     let (cos, sin) = (cx.inputs[1].clone(), cx.inputs[2].clone());
-    let key = format!("table_rows({cos}, {sin})");
-    if let Some(done) = cx.shared.get(&key) {
-        let mut parts = done.split('\n').map(str::to_string);
-        if let (Some(p), Some(c), Some(s)) = (parts.next(), parts.next(), parts.next()) {
-            return Ok((p, c, s));
-        }
+    let keys = ["positions", "cos", "sin"].map(|part| format!("table_rows({cos}, {sin}).{part}"));
+    if let [Some(p), Some(c), Some(s)] = keys.each_ref().map(|k| cx.shared.get(k).cloned()) {
+        return Ok((p, c, s));
     }
     let rows = cx.const_i64("rows", &[-1, rotary_dim as i64 / 2], false)?;
-    let cos_rows = cx.helper("Reshape", vec![cos, rows.clone()], vec![]);
-    let sin_rows = cx.helper("Reshape", vec![sin, rows], vec![]);
+    let cos_rows = cx.part("Reshape", vec![cos, rows.clone()], vec![]);
+    let sin_rows = cx.part("Reshape", vec![sin, rows], vec![]);
 
     // 0..rows, shaped like the table's leading axes, then broadcast to x's batch.
     let count = cx.shape_of(1, 0, 2);
     let zero = cx.const_i64("zero", &[0], true)?;
-    let n = cx.helper("ReduceProd", vec![count.clone()], vec![int("keepdims", 0)]);
+    let n = cx.part("ReduceProd", vec![count.clone()], vec![int("keepdims", 0)]);
     let one = cx.const_i64("one", &[1], true)?;
-    let ids = cx.helper("Range", vec![zero, n, one], vec![]);
-    let ids = cx.helper("Reshape", vec![ids, count], vec![]);
+    let ids = cx.part("Range", vec![zero, n, one], vec![]);
+    let ids = cx.part("Reshape", vec![ids, count], vec![]);
     let batch = cx.shape_of(0, 0, 2);
-    let positions = cx.helper("Expand", vec![ids, batch], vec![]);
+    let positions = cx.part("Expand", vec![ids, batch], vec![]);
 
-    let joined = format!("{positions}\n{cos_rows}\n{sin_rows}");
-    cx.shared.insert(key, joined);
+    for (key, value) in keys.into_iter().zip([&positions, &cos_rows, &sin_rows]) {
+        cx.shared.insert(key, value.clone());
+    }
     Ok((positions, cos_rows, sin_rows))
 }
